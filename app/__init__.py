@@ -1,0 +1,1 @@
+"""The search service: web upload form and JSON API."""

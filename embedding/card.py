@@ -1,0 +1,70 @@
+"""The model card: a JSON file beside each ONNX model describing how to feed it."""
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CARD_VERSION = 1
+
+
+@dataclass
+class ModelCard:
+    backbone: str
+    weights_source: str  # file, torch.hub, package or random
+    weights_location: str
+    weights_sha256: str
+    mean: list[float]
+    std: list[float]
+    input_size: list[int]  # default [height, width]
+    embedding_dim: int
+    opset: int
+    onnx_file: str  # file name, beside the card
+    onnx_sha256: str
+    variant: str = "fp32"
+    versions: dict = field(default_factory=dict)
+    card_version: int = CARD_VERSION
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights_source == "random"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def sha256(self) -> str:
+        """Identity of the model: changes whenever the ONNX file or its feeding does."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+class ModelCardError(Exception):
+    pass
+
+
+def card_path(model_path: Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def read_card(path: Path) -> ModelCard:
+    path = Path(path)
+    if path.suffix == ".onnx":
+        path = card_path(path)
+    try:
+        data = json.loads(path.read_text())
+        return ModelCard(**data)
+    except FileNotFoundError as e:
+        raise ModelCardError(
+            f"model card {path} not found: run 'make model' to export the model"
+        ) from e
+    except (ValueError, TypeError) as e:
+        raise ModelCardError(f"model card {path} is not valid: {e}") from e
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = Path(f"{path}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,49 @@
+"""Running an exported model with onnxruntime: prepared images in, unit vectors out."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .card import ModelCard, read_card
+from .preprocess import Recipe, load, prepare
+
+
+class Embedder:
+    """An ONNX embedding model and the recipe that prepares its input."""
+
+    def __init__(self, model_path: Path, recipe: Recipe | None = None, threads=None):
+        self.model_path = Path(model_path)
+        self.card: ModelCard = read_card(self.model_path)
+        self.recipe = recipe or default_recipe(self.card)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(self.model_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.dim = self.card.embedding_dim
+
+    def prepare(self, img) -> np.ndarray:
+        return prepare(img, self.recipe, self.card.mean, self.card.std)
+
+    def load(self, source, max_pixels=None) -> np.ndarray:
+        kwargs = {"max_pixels": max_pixels} if max_pixels else {}
+        return load(source, self.recipe, self.card.mean, self.card.std, **kwargs)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """NCHW float32 inputs -> N x dim float32 unit vectors."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        vectors = self.session.run(["embedding"], {"pixels": batch})[0]
+        if self.recipe.flip:
+            mirrored = np.ascontiguousarray(batch[..., ::-1])
+            vectors = vectors + self.session.run(["embedding"], {"pixels": mirrored})[0]
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
+        return vectors.astype(np.float32, copy=False)
+
+
+def default_recipe(card: ModelCard) -> Recipe:
+    height, width = card.input_size
+    return Recipe(height=height, width=width)

@@ -1,0 +1,169 @@
+"""On-disk layout of a built index, shared by the builder, the service and the
+evaluation.
+
+``indexes/<name>`` is a symbolic link to one complete build folder in
+``indexes/<name>.builds/``. A build is written into a fresh folder and the link
+is replaced with one atomic rename, so a reader sees either the old index or the
+new one, never a half-written one. A build folder holds:
+
+- ``index.faiss``: an ``IndexFlatL2`` over the unit-length embeddings; row ``i``
+  is item ``i``.
+- ``items.json``: the items' metadata as columns (``{"id": [...], ...}``). Columns
+  load with the standard library in tens of milliseconds for 44k items and turn
+  straight into numpy arrays for filtering, with no extra dependency.
+- ``manifest.json``: what built it (model, recipe, source, counts, skips).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.json"
+MANIFEST_FILE = "manifest.json"
+KEEP_BUILDS = 2  # the live build and the one before it
+# Columns every index has; catalogue metadata columns come after them.
+BASE_COLUMNS = ("id", "path", "sha256", "dup_of")
+STYLE_COLUMNS = (
+    "gender",
+    "masterCategory",
+    "subCategory",
+    "articleType",
+    "baseColour",
+    "season",
+    "year",
+    "usage",
+    "productDisplayName",
+)
+
+
+class IndexReadError(Exception):
+    """An index folder that is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class StoredIndex:
+    path: Path  # the resolved build folder
+    index: faiss.Index
+    items: dict[str, list]
+    manifest: dict
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def vectors(self) -> np.ndarray:
+        """All stored embeddings as an (n, dim) float32 array (a view, no copy)."""
+        flat = faiss.rev_swig_ptr(self.index.get_xb(), self.index.ntotal * self.index.d)
+        return np.asarray(flat).reshape(self.index.ntotal, self.index.d)
+
+
+def build_dir_for(link: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    root = link.parent / f"{link.name}.builds"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=root))
+
+
+def write_build(folder: Path, vectors: np.ndarray, items: dict, manifest: dict) -> None:
+    """Write a complete build into ``folder`` (not yet live)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    count = len(items["id"])
+    if vectors.shape[0] != count:
+        raise ValueError(f"{vectors.shape[0]} vectors for {count} items")
+    for name, column in items.items():
+        if len(column) != count:
+            raise ValueError(
+                f"column {name!r} has {len(column)} values for {count} items"
+            )
+    index = faiss.IndexFlatL2(vectors.shape[1])
+    index.add(vectors)
+    faiss.write_index(index, str(folder / INDEX_FILE))
+    _write_json(folder / ITEMS_FILE, items)
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "item_count": count}
+    manifest.setdefault("embedding_dim", int(vectors.shape[1]))
+    _write_json(folder / MANIFEST_FILE, manifest)  # written last: marks it complete
+
+
+def publish(folder: Path, link: Path) -> None:
+    """Make ``folder`` the live index behind ``link`` with one atomic rename."""
+    link = Path(link)
+    tmp = link.parent / f".{link.name}.link-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(folder, link.parent), tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+    latest = link.parent / "latest"
+    if link.name != "latest" and (not latest.exists() or latest.is_symlink()):
+        tmp_latest = link.parent / f".latest.link-{os.getpid()}"
+        tmp_latest.unlink(missing_ok=True)
+        os.symlink(link.name, tmp_latest)
+        os.replace(tmp_latest, latest)
+    prune_builds(link)
+
+
+def prune_builds(link: Path, keep: int = KEEP_BUILDS) -> None:
+    """Delete old build folders, never the live one."""
+    root = link.parent / f"{link.name}.builds"
+    live = link.resolve()
+    builds = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    complete = [p for p in builds if (p / MANIFEST_FILE).exists()]
+    for old in builds:
+        if old != live and (old not in complete[-keep:]):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(path: Path) -> dict:
+    path = Path(path).resolve()
+    try:
+        return json.loads((path / MANIFEST_FILE).read_text())
+    except FileNotFoundError as e:
+        raise IndexReadError(f"no index at {path}: run 'make index'") from e
+    except ValueError as e:
+        raise IndexReadError(f"{path / MANIFEST_FILE} is not valid JSON: {e}") from e
+
+
+def read_index(path: Path, mmap: bool = False) -> StoredIndex:
+    """Load a build (or the link to one) and check that its parts agree."""
+    folder = Path(path).resolve()
+    manifest = read_manifest(folder)
+    try:
+        flags = faiss.IO_FLAG_MMAP if mmap else 0
+        index = faiss.read_index(str(folder / INDEX_FILE), flags)
+        items = json.loads((folder / ITEMS_FILE).read_text())
+    except (RuntimeError, OSError, ValueError) as e:
+        raise IndexReadError(f"index at {folder} cannot be read: {e}") from e
+    count = manifest.get("item_count")
+    if index.ntotal != count or any(len(c) != count for c in items.values()):
+        raise IndexReadError(
+            f"index at {folder} is inconsistent: manifest says {count} items, "
+            f"index has {index.ntotal}"
+        )
+    if index.d != manifest.get("embedding_dim"):
+        raise IndexReadError(
+            f"index at {folder} has dimension {index.d}, manifest says "
+            f"{manifest.get('embedding_dim')}"
+        )
+    return StoredIndex(folder, index, items, manifest)
+
+
+def _write_json(path: Path, data) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
