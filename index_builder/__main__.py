@@ -1,0 +1,100 @@
+"""python -m index_builder CATALOGUE: embed a catalogue into indexes/<name>."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from embedding.card import ModelCardError, read_card
+
+from .build import DEFAULT_BATCH_SIZE, BuildError, build_index
+from .catalogue import CatalogueError
+
+log = logging.getLogger("index_builder")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m index_builder", description=__doc__
+    )
+    parser.add_argument(
+        "catalogue",
+        type=Path,
+        help="a folder with images/<id>.jpg and styles.csv, or any folder of images",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="index link (default: indexes/<catalogue name>)"
+    )
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="embed every image again instead of reusing unchanged ones",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="the .onnx model (default: the one in models/)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="onnxruntime threads (default: all cores)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def default_model(models: Path = Path("models")) -> Path | None:
+    """The fp32 model in ``models/`` (the first one by name when there are several)."""
+    found = sorted(models.glob("*.onnx"))
+    for path in found:
+        try:
+            if read_card(path).variant == "fp32":
+                return path
+        except ModelCardError:
+            continue
+    return found[0] if found else None
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parse_args(argv)
+    if not args.catalogue.is_dir():
+        print(
+            f"error: catalogue folder {args.catalogue} not found. Give a folder with "
+            "images/<id>.jpg and styles.csv, or any folder of images.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    model = args.model or default_model()
+    if model is None or not model.is_file():
+        print(
+            f"error: no model at {model or 'models/*.onnx'}: run 'make model' first",
+            file=sys.stderr,
+        )
+        return 2
+    out = args.out or Path("indexes") / args.catalogue.resolve().name
+
+    try:
+        build_index(
+            args.catalogue,
+            model,
+            out,
+            batch_size=args.batch_size,
+            full=args.full,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+    except (CatalogueError, ModelCardError, BuildError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {out} is unchanged", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

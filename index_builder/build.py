@@ -1,0 +1,350 @@
+"""Building an index: catalogue -> embeddings -> a new build folder -> published.
+
+The steps:
+
+1. read the catalogue (``catalogue.py``);
+2. hash every image file (sha256 of its bytes); byte-identical copies are embedded
+   once and marked with ``dup_of``;
+3. take the vectors of unchanged images from the live index when it was built
+   with the same model and recipe (unless ``full``);
+4. embed the rest in batches: a few threads decode and resize the next batches
+   while onnxruntime (which releases the GIL) runs the current one;
+5. write everything into a fresh build folder and swap it in atomically. Any
+   failure or Ctrl-C before the swap removes the partial folder and leaves the
+   live index as it was.
+"""
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from embedding.model import Embedder
+from embedding.preprocess import ImageError, Recipe
+
+from . import store
+from .catalogue import Catalogue, CatalogueItem, read_catalogue
+
+log = logging.getLogger(__name__)
+
+SKIPPED_FILE = "skipped.json"
+DEFAULT_BATCH_SIZE = 32
+
+
+class BuildError(Exception):
+    """A build that cannot start or finish; the live index is unchanged."""
+
+
+@dataclass
+class Skip:
+    id: str
+    path: str
+    reason: str  # empty, unreadable, not_an_image, truncated, too_large
+    message: str
+
+
+@dataclass
+class BuildResult:
+    path: Path  # the published build folder
+    manifest: dict
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def build_index(
+    catalogue_dir: Path,
+    model_path: Path,
+    out: Path,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    full: bool = False,
+    threads: int | None = None,
+    recipe: Recipe | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Embed the catalogue in ``catalogue_dir`` and publish it at ``out``.
+
+    Parameters:
+        catalogue_dir: a Kaggle-layout catalogue or a folder of images.
+        model_path: the ``.onnx`` model; its card must be beside it.
+        out: the index link, e.g. ``indexes/fashion``.
+        batch_size: images per onnxruntime call.
+        full: embed every image even when the live index has its vector.
+        threads: onnxruntime intra-op threads (default: all cores).
+        recipe: input preparation (default: the model card's).
+        progress: show a progress bar.
+
+    Raises:
+        CatalogueError: the catalogue folder cannot be read.
+        BuildError: another build of ``out`` is running.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    catalogue = read_catalogue(catalogue_dir)
+    embedder = Embedder(model_path, recipe=recipe, threads=threads)
+    if embedder.card.random_weights:
+        log.warning(
+            "RANDOM WEIGHTS: %s was exported without trained weights; this index "
+            "is for tests only and its search results mean nothing",
+            model_path,
+        )
+
+    with _build_lock(out):
+        folder = store.build_dir_for(out)
+        folder.chmod(0o755)  # mkdtemp makes it private; the service may be another user
+        try:
+            result = _build_into(
+                folder, catalogue, embedder, out, batch_size, full, progress, started
+            )
+            store.publish(folder, out)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    log.info(summary_line(out, result.manifest))
+    return result
+
+
+def _build_into(folder, catalogue, embedder, out, batch_size, full, progress, started):
+    hashes, skipped = hash_files(catalogue)
+    previous = LiveVectors() if full else reusable_vectors(out, embedder)
+
+    canonical: dict[str, CatalogueItem] = {}
+    for item in catalogue.items:
+        if item.id in hashes:
+            canonical.setdefault(hashes[item.id], item)
+    todo = [item for sha, item in canonical.items() if sha not in previous]
+    reused = len(canonical) - len(todo)
+
+    embed_started = time.perf_counter()
+    vectors, failed = embed_items(catalogue, todo, embedder, batch_size, progress)
+    embed_seconds = time.perf_counter() - embed_started
+    for item, error in failed.items():
+        skipped.append(Skip(item.id, item.path, error.reason, str(error)))
+    failed_hashes = {hashes[item.id] for item in failed}
+
+    kept, dup_of = [], []
+    matrix = np.empty((len(catalogue.items), embedder.dim), dtype=np.float32)
+    for item in catalogue.items:
+        sha = hashes.get(item.id)
+        if sha is None:
+            continue
+        first = canonical[sha]
+        if sha in failed_hashes:
+            if item is not first:  # a byte-identical copy of a file that failed
+                error = failed[first]
+                skipped.append(Skip(item.id, item.path, error.reason, str(error)))
+            continue
+        matrix[len(kept)] = vectors[first] if first in vectors else previous[sha]
+        kept.append(item)
+        dup_of.append("" if item is first else first.id)
+    matrix = matrix[: len(kept)]
+    del vectors, previous  # the live index's memory can go before writing
+
+    items = {
+        "id": [i.id for i in kept],
+        "path": [i.path for i in kept],
+        "sha256": [hashes[i.id] for i in kept],
+        "dup_of": dup_of,
+    }
+    for column in catalogue.columns:
+        items[column] = [i.metadata.get(column, "") for i in kept]
+
+    skipped.sort(key=lambda s: s.id)
+    _write_skips(folder / SKIPPED_FILE, skipped)
+    manifest = {
+        "backbone": embedder.card.backbone,
+        "embedding_dim": embedder.dim,
+        "model_card_sha256": embedder.card.sha256(),
+        "model_file": embedder.model_path.name,
+        "variant": embedder.card.variant,
+        "random_weights": embedder.card.random_weights,
+        "recipe": embedder.recipe.to_dict(),
+        "source": str(catalogue.root),
+        "layout": catalogue.layout,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "embedded": len(todo) - len(failed),
+        "reused": reused,
+        "embed_seconds": round(embed_seconds, 3),
+        "duplicates": sum(1 for d in dup_of if d),
+        "skipped": dict(sorted(Counter(s.reason for s in skipped).items())),
+        "catalogue": catalogue.quirk_counts(),
+    }
+    manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+    store.write_build(folder, matrix, items, manifest)
+    return BuildResult(folder, store.read_manifest(folder), skipped)
+
+
+def hash_files(catalogue: Catalogue) -> tuple[dict[str, str], list[Skip]]:
+    """sha256 of every image file by item id; empty and unreadable files skipped."""
+    hashes, skipped = {}, []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = pool.map(lambda i: _hash_file(catalogue.file(i)), catalogue.items)
+        for item, (sha, problem) in zip(catalogue.items, results, strict=True):
+            if problem:
+                skipped.append(Skip(item.id, item.path, *problem))
+            else:
+                hashes[item.id] = sha
+    return hashes, skipped
+
+
+def _hash_file(path: Path):
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return None, ("unreadable", f"cannot read the file: {e.strerror or e}")
+    if not data:
+        return None, ("empty", "the file is empty")
+    return hashlib.sha256(data).hexdigest(), None
+
+
+class LiveVectors:
+    """The live index's vectors by content hash (empty when none can be reused)."""
+
+    def __init__(self, live: store.StoredIndex | None = None):
+        self.live = live  # owns the memory the vectors are read from
+        self.rows = {}
+        if live is not None:
+            self.rows = {sha: n for n, sha in enumerate(live.items["sha256"])}
+            self.vectors = live.vectors()
+
+    def __contains__(self, sha: str) -> bool:
+        return sha in self.rows
+
+    def __getitem__(self, sha: str) -> np.ndarray:
+        return self.vectors[self.rows[sha]]
+
+
+def reusable_vectors(out: Path, embedder: Embedder) -> LiveVectors:
+    """The live index's vectors, when it was built with the same model and recipe."""
+    if not out.exists():
+        return LiveVectors()
+    try:
+        live = store.read_index(out)
+    except store.IndexReadError as e:
+        log.warning("the live index cannot be reused, embedding everything: %s", e)
+        return LiveVectors()
+    manifest = live.manifest
+    if manifest.get("model_card_sha256") != embedder.card.sha256():
+        log.info("the model changed since the live index was built: embedding all")
+        return LiveVectors()
+    if manifest.get("recipe") != embedder.recipe.to_dict():
+        log.info("the input recipe changed since the live index: embedding all")
+        return LiveVectors()
+    return LiveVectors(live)
+
+
+def embed_items(catalogue, items, embedder, batch_size, progress):
+    """Embed ``items`` in batches, decoding ahead on worker threads.
+
+    Returns ({item: vector}, {item: ImageError}) for the items that failed to
+    decode.
+    """
+    vectors: dict[CatalogueItem, np.ndarray] = {}
+    failed: dict[CatalogueItem, ImageError] = {}
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    workers = max(1, min(4, os.cpu_count() or 1))
+    pending: deque[Future] = deque()
+    bar = tqdm(
+        total=len(items),
+        unit="img",
+        desc="embedding",
+        disable=not progress or not items,
+        smoothing=0.1,
+    )
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    try:
+        upcoming = iter(batches)
+        for batch in _take(upcoming, workers + 1):
+            pending.append(pool.submit(_prepare_batch, catalogue, batch, embedder))
+        while pending:
+            batch, inputs, errors = pending.popleft().result()
+            for batch_ahead in _take(upcoming, 1):
+                pending.append(
+                    pool.submit(_prepare_batch, catalogue, batch_ahead, embedder)
+                )
+            failed.update(errors)
+            good = [item for item in batch if item not in errors]
+            if good:
+                out = embedder.embed(np.stack(inputs))
+                vectors.update(zip(good, out, strict=True))
+            bar.update(len(batch))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return vectors, failed
+
+
+def _prepare_batch(catalogue, batch, embedder):
+    inputs, errors = [], {}
+    for item in batch:
+        try:
+            data = catalogue.file(item).read_bytes()
+            inputs.append(embedder.load(data))
+        except ImageError as e:
+            errors[item] = e
+        except OSError as e:
+            errors[item] = ImageError("unreadable", f"cannot read the file: {e}")
+    return batch, inputs, errors
+
+
+def _take(iterator, n):
+    for _ in range(n):
+        value = next(iterator, None)
+        if value is None:
+            return
+        yield value
+
+
+def _write_skips(path: Path, skipped: list[Skip]) -> None:
+    data = [vars(s) for s in skipped]
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def read_skips(build: Path) -> list[dict]:
+    """The skip report of a build (or of the link to one)."""
+    return json.loads((Path(build).resolve() / SKIPPED_FILE).read_text())
+
+
+def summary_line(out: Path, manifest: dict) -> str:
+    skipped = manifest["skipped"]
+    skip_text = ", ".join(f"{k}={v}" for k, v in skipped.items()) or "none"
+    rate = (
+        manifest["embedded"] / manifest["embed_seconds"] if manifest["embedded"] else 0
+    )
+    return (
+        f"built {out}: {manifest['item_count']} items "
+        f"({manifest['embedded']} embedded at {rate:.1f} img/s, "
+        f"{manifest['reused']} reused, {manifest['duplicates']} duplicates), "
+        f"skipped {sum(skipped.values())} ({skip_text}) "
+        f"in {manifest['build_seconds']:.1f} s with {manifest['backbone']}"
+    )
+
+
+class _build_lock:
+    """One build per index at a time: a second one fails at once."""
+
+    def __init__(self, out: Path):
+        self.path = out.parent / f".{out.name}.build-lock"
+
+    def __enter__(self):
+        self.file = open(self.path, "w")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            self.file.close()
+            raise BuildError(f"another build of {self.path.parent} is running") from e
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
