@@ -9,7 +9,7 @@ CATALOG ?= $(firstword $(wildcard data/fashion-product-images-small))
 INDEX ?= indexes/latest
 DEV_DATA ?= ../shared/data/fashion-dev
 
-.PHONY: install model index serve run test lint format clean
+.PHONY: install model index serve run test test-reliability lint format clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ format: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+# Load and faults against real gunicorn (a few minutes); prints the figures.
+test-reliability: $(STAMP)
+	$(VENV)/bin/pytest -q -s -m reliability tests/test_reliability.py
 
 clean:
 	rm -rf $(MODELS) indexes/*.builds indexes/latest .pytest_cache

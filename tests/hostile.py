@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-# Error code the service answers for each decoder reason.
-CODE_FOR_REASON = {
-    "empty": "empty_upload",
-    "not_an_image": "not_an_image",
-    "truncated": "truncated_image",
-    "too_large": "image_too_large",
+# HTTP status and error code the service answers for each decoder reason.
+ANSWER_FOR_REASON = {
+    "empty": (400, "empty_image"),
+    "not_an_image": (415, "unsupported_image"),
+    "truncated": (400, "corrupt_image"),
+    "too_large": (400, "image_too_large"),
 }
 SEED = 7
 
@@ -40,11 +40,11 @@ class Upload:
 
     @property
     def status(self) -> int:
-        return 200 if self.decode == "ok" else 400
+        return 200 if self.decode == "ok" else ANSWER_FOR_REASON[self.decode][0]
 
     @property
     def code(self) -> str | None:
-        return None if self.decode == "ok" else CODE_FOR_REASON[self.decode]
+        return None if self.decode == "ok" else ANSWER_FOR_REASON[self.decode][1]
 
 
 @dataclass(frozen=True)
