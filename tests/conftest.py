@@ -6,6 +6,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The search service's fixtures: built_index, app, client, ...
+pytest_plugins = ["service_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def random_model_dir(tmp_path_factory):

@@ -1,0 +1,161 @@
+"""A loaded index ready to search: filters, duplicate collapse, exact L2 search."""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index_builder.store import STYLE_COLUMNS, StoredIndex
+
+from .errors import AppError
+
+FILTERS = ("gender", "masterCategory", "articleType", "baseColour")
+MAX_K = 50
+DEMO_MARKER = "demo.json"  # written by `python -m demo` into its catalogue
+
+
+@dataclass
+class Hit:
+    row: int
+    distance: float
+
+
+@dataclass
+class Catalogue:
+    stored: StoredIndex
+    row_of: dict[str, int]
+    group: np.ndarray  # rows with byte-identical images share a group number
+    columns: dict[str, np.ndarray]  # filter columns as object arrays
+    choices: dict[str, list[str]]  # filter -> values present in the index
+    demo: bool
+    loaded_at: float = field(default_factory=time.time)
+    _unfiltered: np.ndarray | None = None
+
+    @property
+    def manifest(self) -> dict:
+        return self.stored.manifest
+
+    @property
+    def ids(self) -> list[str]:
+        return self.stored.items["id"]
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def metadata(self, row: int) -> dict:
+        items = self.stored.items
+        return {name: items[name][row] for name in STYLE_COLUMNS if name in items}
+
+    def image_file(self, row: int) -> Path | None:
+        """The catalogue image of a row, only if it lies inside the catalogue."""
+        source = Path(self.manifest.get("source", "")).resolve()
+        relative = self.stored.items["path"][row]
+        if not relative:
+            return None
+        path = (source / relative).resolve()
+        if not path.is_relative_to(source) or not path.is_file():
+            return None
+        return path
+
+    def row(self, item_id: str) -> int:
+        try:
+            return self.row_of[item_id]
+        except KeyError:
+            raise AppError(
+                404, "unknown_item", f"no item with id {item_id!r} in the index"
+            ) from None
+
+    def check_filters(self, filters: dict[str, str]) -> dict[str, str]:
+        """Keep the filters that are set; refuse values the index does not have."""
+        chosen = {}
+        for name in FILTERS:
+            value = (filters.get(name) or "").strip()
+            if not value:
+                continue
+            if value not in self.choices[name]:
+                raise AppError(
+                    400,
+                    "unknown_filter_value",
+                    f"{name}={value!r} matches no item; choose one of: "
+                    + ", ".join(self.choices[name]),
+                )
+            chosen[name] = value
+        return chosen
+
+    def allowed_rows(self, filters: dict, exclude_group: int | None = None):
+        """Rows that pass the filters, one per group of identical images."""
+        if not filters and exclude_group is None and self._unfiltered is not None:
+            return self._unfiltered
+        mask = np.ones(len(self), dtype=bool)
+        for name, value in filters.items():
+            mask &= self.columns[name] == value
+        if exclude_group is not None:
+            mask &= self.group != exclude_group
+        rows = np.flatnonzero(mask)
+        _, first = np.unique(self.group[rows], return_index=True)
+        rows = np.sort(rows[first])
+        if not filters and exclude_group is None:
+            self._unfiltered = rows
+        return rows
+
+    def search(self, queries: np.ndarray, k: int, rows: np.ndarray) -> list[list[Hit]]:
+        """Exact L2 search restricted to ``rows``; k hits whenever k rows exist."""
+        index = self.stored.index
+        params = None
+        if len(rows) < len(self):
+            bitmap = np.zeros(len(self), dtype=bool)
+            bitmap[rows] = True
+            packed = np.packbits(bitmap, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(packed))
+            params = faiss.SearchParameters(sel=selector)
+        k_eff = min(k, len(rows))
+        if k_eff == 0:
+            return [[] for _ in queries]
+        distances, labels = index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k_eff, params=params
+        )
+        return [
+            [Hit(int(r), float(d)) for d, r in zip(ds, rs, strict=True) if r >= 0]
+            for ds, rs in zip(distances, labels, strict=True)
+        ]
+
+
+def group_numbers(ids: list[str], dup_of: list[str]) -> np.ndarray:
+    """One number per set of byte-identical images (an item and its copies)."""
+    numbers: dict[str, int] = {}
+    group = np.empty(len(ids), dtype=np.int64)
+    for row, (item_id, original) in enumerate(zip(ids, dup_of, strict=True)):
+        key = original or item_id
+        group[row] = numbers.setdefault(key, len(numbers))
+    return group
+
+
+def is_demo(manifest: dict) -> bool:
+    if manifest.get("demo"):
+        return True
+    source = manifest.get("source")
+    return bool(source) and (Path(source) / DEMO_MARKER).is_file()
+
+
+def load_catalogue(stored: StoredIndex) -> Catalogue:
+    items = stored.items
+    count = len(stored)
+    ids = [str(i) for i in items["id"]]
+    dup_of = items.get("dup_of") or [""] * count
+    columns = {
+        name: np.asarray(items.get(name) or [""] * count, dtype=object)
+        for name in FILTERS
+    }
+    choices = {
+        name: sorted({v for v in column if v}) for name, column in columns.items()
+    }
+    return Catalogue(
+        stored=stored,
+        row_of={item_id: row for row, item_id in enumerate(ids)},
+        group=group_numbers(ids, [str(d or "") for d in dup_of]),
+        columns=columns,
+        choices=choices,
+        demo=is_demo(stored.manifest),
+    )

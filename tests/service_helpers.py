@@ -1,0 +1,86 @@
+"""Building small indexes for the service's tests with index_builder.store
+directly: generated demo images, embedded with a random-weight model."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from demo.catalogue import generate
+from embedding.model import Embedder
+from embedding.preprocess import Recipe
+from index_builder import store
+
+TEST_RECIPE = Recipe(height=96, width=72)  # small input: quick with random weights
+
+
+def make_catalogue(folder: Path, count: int = 40, seed: int = 0, copies=()) -> Path:
+    """A demo catalogue; ``copies`` are (new_id, existing_id) byte-identical images
+    appended to styles.csv with the existing item's metadata."""
+    rows = generate(folder, count=count, seed=seed)
+    by_id = {row["id"]: row for row in rows}
+    with open(folder / "styles.csv", "a") as f:
+        for new_id, existing in copies:
+            shutil.copy(
+                folder / "images" / f"{existing}.jpg",
+                folder / "images" / f"{new_id}.jpg",
+            )
+            row = {**by_id[existing], "id": new_id}
+            f.write(",".join(row.values()) + "\n")
+    return folder
+
+
+def read_styles(folder: Path) -> list[dict]:
+    import csv
+
+    with open(folder / "styles.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def build_index(
+    catalogue: Path,
+    model: Path,
+    link: Path,
+    recipe: Recipe = TEST_RECIPE,
+    manifest_extra: dict | None = None,
+    vectors: np.ndarray | None = None,
+) -> Path:
+    """Embed every image of ``catalogue`` and publish the build at ``link``."""
+    styles = read_styles(catalogue)
+    embedder = Embedder(model, recipe=recipe, threads=1)
+    items = {column: [] for column in (*store.BASE_COLUMNS, *store.STYLE_COLUMNS)}
+    first_of_hash: dict[str, str] = {}
+    batch = []
+    for row in styles:
+        path = catalogue / "images" / f"{row['id']}.jpg"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        original = first_of_hash.setdefault(digest, row["id"])
+        items["id"].append(row["id"])
+        items["path"].append(f"images/{row['id']}.jpg")
+        items["sha256"].append(digest)
+        items["dup_of"].append("" if original == row["id"] else original)
+        for column in store.STYLE_COLUMNS:
+            items[column].append(row.get(column, ""))
+        batch.append(embedder.load(path))
+    if vectors is None:
+        vectors = embedder.embed(np.stack(batch))
+
+    manifest = {
+        "backbone": embedder.card.backbone,
+        "embedding_dim": embedder.dim,
+        "model_card_sha256": embedder.card.sha256(),
+        "model_file": embedder.model_path.name,
+        "variant": embedder.card.variant,
+        "recipe": recipe.to_dict(),
+        "source": str(catalogue),
+        "built_at": "2026-12-03T12:00:00+00:00",
+        "build_seconds": 0.1,
+        "skipped": {},
+        "duplicates": sum(1 for d in items["dup_of"] if d),
+        **(manifest_extra or {}),
+    }
+    folder = store.build_dir_for(link)
+    store.write_build(folder, vectors, items, manifest)
+    store.publish(folder, link)
+    return link
