@@ -229,6 +229,7 @@ class Outcome:
     body: bytes = b""
     error: str = ""
     retried: bool = False  # a closed keep-alive connection was retried once
+    started: float = 0.0  # time.perf_counter() when the request was sent
 
 
 @dataclass
@@ -266,11 +267,14 @@ def run_load(
     concurrency: int,
     on_progress=None,
     path="/api/v1/search",
+    retry=True,
 ) -> LoadReport:
     """POST ``total`` searches over ``concurrency`` keep-alive connections.
 
     ``on_progress(done)`` is called from a worker thread after each request, so a
-    test can inject a fault at a given point of the run.
+    test can inject a fault at a given point of the run. With ``retry`` a request
+    whose keep-alive connection was closed under it is sent once more on a fresh
+    one, as HTTP clients do; without it, it counts as failed.
     """
     local = threading.local()
     counter = iter(range(total))
@@ -280,6 +284,11 @@ def run_load(
     def one(i: int) -> Outcome:
         body, content_type = bodies[i % len(bodies)]
         started = time.perf_counter()
+        outcome = send(body, content_type, started)
+        outcome.started = started
+        return outcome
+
+    def send(body, content_type, started) -> Outcome:
         for attempt in range(2):
             conn = getattr(local, "conn", None)
             if conn is None:
@@ -305,7 +314,7 @@ def run_load(
                 # a second failure is a failed request.
                 conn.close()
                 local.conn = None
-                if attempt == 1:
+                if attempt == 1 or not retry:
                     return Outcome(0, time.perf_counter() - started, error=repr(e))
             except OSError as e:
                 conn.close()
