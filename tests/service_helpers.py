@@ -1,6 +1,7 @@
 """Building small indexes for the service's tests with index_builder.store
 directly: generated demo images, embedded with a random-weight model."""
 
+import functools
 import hashlib
 import shutil
 from pathlib import Path
@@ -13,6 +14,19 @@ from embedding.preprocess import Recipe
 from index_builder import store
 
 TEST_RECIPE = Recipe(height=96, width=72)  # small input: quick with random weights
+
+
+@functools.cache
+def _embedder(model: Path, recipe: Recipe) -> Embedder:
+    return Embedder(model, recipe=recipe, threads=1)
+
+
+@functools.cache
+def _embed(embedder: Embedder, paths: tuple[Path, ...]) -> np.ndarray:
+    """Vectors of image files; cached, as many tests build over the same images."""
+    vectors = embedder.embed(np.stack([embedder.load(path) for path in paths]))
+    vectors.setflags(write=False)
+    return vectors
 
 
 def make_catalogue(folder: Path, count: int = 40, seed: int = 0, copies=()) -> Path:
@@ -45,10 +59,12 @@ def build_index(
     recipe: Recipe = TEST_RECIPE,
     manifest_extra: dict | None = None,
     vectors: np.ndarray | None = None,
+    damage=None,
 ) -> Path:
-    """Embed every image of ``catalogue`` and publish the build at ``link``."""
+    """Embed every image of ``catalogue`` and publish the build at ``link``;
+    ``damage(folder)`` runs on the complete build just before it goes live."""
     styles = read_styles(catalogue)
-    embedder = Embedder(model, recipe=recipe, threads=1)
+    embedder = _embedder(model, recipe)
     items = {column: [] for column in (*store.BASE_COLUMNS, *store.STYLE_COLUMNS)}
     first_of_hash: dict[str, str] = {}
     batch = []
@@ -62,9 +78,9 @@ def build_index(
         items["dup_of"].append("" if original == row["id"] else original)
         for column in store.STYLE_COLUMNS:
             items[column].append(row.get(column, ""))
-        batch.append(embedder.load(path))
+        batch.append(path)
     if vectors is None:
-        vectors = embedder.embed(np.stack(batch))
+        vectors = _embed(embedder, tuple(batch))
 
     manifest = {
         "backbone": embedder.card.backbone,
@@ -82,5 +98,7 @@ def build_index(
     }
     folder = store.build_dir_for(link)
     store.write_build(folder, vectors, items, manifest)
+    if damage:
+        damage(folder)
     store.publish(folder, link)
     return link
