@@ -3,16 +3,25 @@ directly: generated demo images, embedded with a random-weight model."""
 
 import functools
 import hashlib
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import requests
 
 from demo.catalogue import generate
 from embedding.model import Embedder
 from embedding.preprocess import Recipe
 from index_builder import store
 
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
 TEST_RECIPE = Recipe(height=96, width=72)  # small input: quick with random weights
 
 
@@ -102,3 +111,57 @@ def build_index(
         damage(folder)
     store.publish(folder, link)
     return link
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(index, models_dir, tmp_path, **env):
+    port = free_port()
+    environ = {
+        **os.environ,
+        "FVS_INDEX": str(index),
+        "FVS_MODELS_DIR": str(models_dir),
+        "FVS_BIND": f"127.0.0.1:{port}",
+        "FVS_WORKERS": "2",
+        "FVS_THREADS": "2",
+        "FVS_METRICS_DIR": str(tmp_path / "metrics"),
+        **env,
+    }
+    log = tmp_path / "gunicorn.log"
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return process, f"http://127.0.0.1:{port}", log
+
+
+def wait_ready(process, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {process.returncode}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"gunicorn not ready after {timeout} s")
+
+
+def stop_gunicorn(process) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+        raise

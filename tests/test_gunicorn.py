@@ -1,74 +1,14 @@
 """The real thing: gunicorn with several workers over loopback."""
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
+from service_helpers import start_gunicorn as start
+from service_helpers import stop_gunicorn as stop
+from service_helpers import wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(index, models_dir, tmp_path, **env):
-    port = free_port()
-    environ = {
-        **os.environ,
-        "FVS_INDEX": str(index),
-        "FVS_MODELS_DIR": str(models_dir),
-        "FVS_BIND": f"127.0.0.1:{port}",
-        "FVS_WORKERS": "2",
-        "FVS_THREADS": "2",
-        "FVS_METRICS_DIR": str(tmp_path / "metrics"),
-        **env,
-    }
-    log = tmp_path / "gunicorn.log"
-    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py"],
-            cwd=ROOT,
-            env=environ,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return process, f"http://127.0.0.1:{port}", log
-
-
-def wait_ready(process, url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"gunicorn not ready after {timeout} s")
-
-
-def stop(process) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-        raise
 
 
 def test_gunicorn_serves_a_search_and_counts_over_all_workers(
