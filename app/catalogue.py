@@ -9,11 +9,11 @@ import numpy as np
 
 from index_builder.store import STYLE_COLUMNS, StoredIndex
 
+from .compat import is_demo
 from .errors import AppError
 
 FILTERS = ("gender", "masterCategory", "articleType", "baseColour")
 MAX_K = 50
-DEMO_MARKER = "demo.json"  # written by `python -m demo` into its catalogue
 
 
 @dataclass
@@ -130,13 +130,6 @@ def group_numbers(ids: list[str], dup_of: list[str]) -> np.ndarray:
         key = original or item_id
         group[row] = numbers.setdefault(key, len(numbers))
     return group
-
-
-def is_demo(manifest: dict) -> bool:
-    if manifest.get("demo"):
-        return True
-    source = manifest.get("source")
-    return bool(source) and (Path(source) / DEMO_MARKER).is_file()
 
 
 def load_catalogue(stored: StoredIndex) -> Catalogue:

@@ -10,6 +10,7 @@ from pathlib import Path
 from embedding.card import ModelCard, ModelCardError, read_card
 
 MANIFEST_FILE = "manifest.json"
+DEMO_MARKER = "demo.json"  # written by `python -m demo` into its catalogue
 
 
 class SetupError(Exception):
@@ -84,3 +85,11 @@ def check_same_model(manifest: dict, card: ModelCard) -> None:
         f"refused the new index: it was built with model ({wanted}) but this "
         f"service runs ({running}); restart the service to switch models"
     )
+
+
+def is_demo(manifest: dict) -> bool:
+    """Whether the index was built from the generated demo catalogue."""
+    if manifest.get("demo"):
+        return True
+    source = manifest.get("source")
+    return bool(source) and (Path(source) / DEMO_MARKER).is_file()

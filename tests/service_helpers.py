@@ -1,18 +1,41 @@
 """Building small indexes for the service's tests with index_builder.store
 directly: generated demo images, embedded with a random-weight model."""
 
+import functools
 import hashlib
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import requests
 
 from demo.catalogue import generate
 from embedding.model import Embedder
 from embedding.preprocess import Recipe
 from index_builder import store
 
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
 TEST_RECIPE = Recipe(height=96, width=72)  # small input: quick with random weights
+
+
+@functools.cache
+def _embedder(model: Path, recipe: Recipe) -> Embedder:
+    return Embedder(model, recipe=recipe, threads=1)
+
+
+@functools.cache
+def _embed(embedder: Embedder, paths: tuple[Path, ...]) -> np.ndarray:
+    """Vectors of image files; cached, as many tests build over the same images."""
+    vectors = embedder.embed(np.stack([embedder.load(path) for path in paths]))
+    vectors.setflags(write=False)
+    return vectors
 
 
 def make_catalogue(folder: Path, count: int = 40, seed: int = 0, copies=()) -> Path:
@@ -45,10 +68,12 @@ def build_index(
     recipe: Recipe = TEST_RECIPE,
     manifest_extra: dict | None = None,
     vectors: np.ndarray | None = None,
+    damage=None,
 ) -> Path:
-    """Embed every image of ``catalogue`` and publish the build at ``link``."""
+    """Embed every image of ``catalogue`` and publish the build at ``link``;
+    ``damage(folder)`` runs on the complete build just before it goes live."""
     styles = read_styles(catalogue)
-    embedder = Embedder(model, recipe=recipe, threads=1)
+    embedder = _embedder(model, recipe)
     items = {column: [] for column in (*store.BASE_COLUMNS, *store.STYLE_COLUMNS)}
     first_of_hash: dict[str, str] = {}
     batch = []
@@ -62,9 +87,9 @@ def build_index(
         items["dup_of"].append("" if original == row["id"] else original)
         for column in store.STYLE_COLUMNS:
             items[column].append(row.get(column, ""))
-        batch.append(embedder.load(path))
+        batch.append(path)
     if vectors is None:
-        vectors = embedder.embed(np.stack(batch))
+        vectors = _embed(embedder, tuple(batch))
 
     manifest = {
         "backbone": embedder.card.backbone,
@@ -82,5 +107,61 @@ def build_index(
     }
     folder = store.build_dir_for(link)
     store.write_build(folder, vectors, items, manifest)
+    if damage:
+        damage(folder)
     store.publish(folder, link)
     return link
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(index, models_dir, tmp_path, **env):
+    port = free_port()
+    environ = {
+        **os.environ,
+        "FVS_INDEX": str(index),
+        "FVS_MODELS_DIR": str(models_dir),
+        "FVS_BIND": f"127.0.0.1:{port}",
+        "FVS_WORKERS": "2",
+        "FVS_THREADS": "2",
+        "FVS_METRICS_DIR": str(tmp_path / "metrics"),
+        **env,
+    }
+    log = tmp_path / "gunicorn.log"
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return process, f"http://127.0.0.1:{port}", log
+
+
+def wait_ready(process, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {process.returncode}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"gunicorn not ready after {timeout} s")
+
+
+def stop_gunicorn(process) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+        raise
