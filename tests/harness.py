@@ -316,7 +316,8 @@ def run_load(
                 local.conn = None
                 if attempt == 1 or not retry:
                     return Outcome(0, time.perf_counter() - started, error=repr(e))
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:
+                # refused, timed out, or the answer cut off midway
                 conn.close()
                 local.conn = None
                 return Outcome(0, time.perf_counter() - started, error=repr(e))
