@@ -122,12 +122,19 @@ def test_index_rebuild_swapped_in_under_load_fails_no_request(
             proc = build(bigger, index, random_model, wait=False)
             swaps.append(proc)
 
-    report = run_load(s.port, queries, 800, 8, on_progress=rebuild)
+    old_build = index.resolve().name
+    report = run_load(s.port, queries, 1200, 8, on_progress=rebuild)
     out, _ = swaps[0].communicate(timeout=120)
     assert swaps[0].returncode == 0, out.decode()
-    print(f"\nrebuild under load: {report.summary()}")
+    new_build = index.resolve().name
+    served = [json.loads(o.body)["index"]["build"] for o in report.outcomes]
+    print(
+        f"\nrebuild under load: {report.summary()}; answered from the old build "
+        f"{served.count(old_build)}, from the new {served.count(new_build)}"
+    )
 
     assert report.failed == []
+    assert set(served) == {old_build, new_build}  # the swap happened mid-load
     deadline = time.monotonic() + 10
     while item_count(s) != CATALOGUE_SIZE + 20 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -236,8 +243,13 @@ def test_builder_killed_midway_leaves_the_previous_index_loadable(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
+    killed_after = len(list(index.parent.glob("*.builds/*")))
     assert index.resolve() == live
     after = read_index(index)
+    print(
+        f"\nbuilder SIGKILLed midway: live build unchanged ({len(after)} items), "
+        f"{killed_after} build folders on disk"
+    )
     assert len(after) == len(before) == CATALOGUE_SIZE
     assert after.items["id"] == before.items["id"]
     assert (after.vectors() == before.vectors()).all()
