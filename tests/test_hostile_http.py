@@ -135,6 +135,7 @@ def test_uploads_are_never_stored_under_the_client_name(client, tmp_path, monkey
     left = [os.path.join(d, f) for d, _, files in os.walk(tmp_path) for f in files]
     assert left == []
     assert not (tmp_path / "evil-upload.jpg").exists()
+    assert not (tmp_path.parent / "evil-upload.jpg").exists()
     assert not any(
         os.path.basename(n) in os.listdir(d) for n in names for d in (cwd, tmp)
     )

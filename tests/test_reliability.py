@@ -4,6 +4,7 @@ Each test prints one line of figures (run with -s to see them); the README's
 "Reliability" section quotes them.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -276,3 +277,33 @@ def test_missing_model_file_stops_the_service_with_a_clear_error(
     assert str(empty / "mobilenet_v2.onnx") in log
     assert "make model" in log
     assert "Traceback" not in log
+
+
+def test_a_huge_upload_over_real_http_is_refused_and_the_worker_carries_on(
+    server, queries
+):
+    s = server(workers=1, threads=2)
+    pids = s.workers()
+    size = 64 * 1024 * 1024
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    conn.putrequest("POST", "/api/v1/search")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+    conn.putheader("Content-Length", str(size))
+    conn.endheaders()
+    sent = 0
+    chunk = b"\0" * (1024 * 1024)
+    try:
+        while sent < size:
+            conn.send(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # the server answered and closed without reading the rest
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    conn.close()
+    print(f"\nhuge upload: {response.status} after sending {sent >> 20} MB of 64")
+
+    assert response.status == 413
+    assert body["error"]["code"] == "upload_too_large"
+    assert s.workers() == pids
+    assert run_load(s.port, queries, 20, 2).failed == []
