@@ -8,8 +8,12 @@ WEIGHTS ?=
 CATALOG ?= $(firstword $(wildcard data/fashion-product-images-small))
 INDEX ?= indexes/latest
 DEV_DATA ?= ../shared/data/fashion-dev
+DEMO_DIR ?= data/demo
+# gunicorn reads its settings from FVS_* variables (see the README's table).
+export FVS_INDEX ?= $(INDEX)
+export FVS_MODELS_DIR ?= $(MODELS)
 
-.PHONY: install model index serve run test test-reliability lint format clean
+.PHONY: install model index serve run demo bench-serve test test-reliability lint format clean
 
 install: $(STAMP)
 
@@ -30,6 +34,31 @@ model: $(STAMP)
 model-force: $(STAMP)
 	$(PY) -m export --out $(MODELS) $(if $(BACKBONE),--backbone $(BACKBONE)) \
 		$(if $(WEIGHTS),--weights $(WEIGHTS))
+
+# A generated demo catalogue of drawn garments, shoes and bags (kept if present).
+demo: $(STAMP)
+	@test -f $(DEMO_DIR)/styles.csv || $(PY) -m demo $(DEMO_DIR)
+
+# Serve the latest index with gunicorn on 127.0.0.1:8000 (FVS_BIND to change).
+serve: $(STAMP)
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py
+
+# Everything from a fresh checkout: install, model, index, serve. The index is
+# built from CATALOG, or data/fashion-product-images-small when present, else
+# from the generated demo catalogue (and the page and log then say so).
+run: model
+	@if [ -z "$(CATALOG)" ]; then \
+		echo "*** no catalogue given (CATALOG=path) or found at" \
+			"data/fashion-product-images-small: serving the generated DEMO" \
+			"catalogue in $(DEMO_DIR) ***"; \
+		$(MAKE) --no-print-directory demo; \
+	fi
+	$(PY) -m index_builder $(or $(CATALOG),$(DEMO_DIR))
+	$(MAKE) --no-print-directory serve
+
+# Search latency over HTTP against gunicorn on a 44k-item index (a benchmark).
+bench-serve: model
+	$(PY) benchmarks/bench_serve.py --data "$(DEV_DATA)" --models $(MODELS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -25,6 +25,11 @@ APP_SETTINGS = (
     Setting("FVS_MAX_UPLOAD_MB", "10", "largest request body in MB (413 above)"),
     Setting("FVS_MAX_PIXELS", "40000000", "largest decoded image (width x height)"),
     Setting("FVS_MAX_IMAGES", "8", "most `image` parts in one search request"),
+    Setting(
+        "FVS_INDEX_MMAP",
+        "1",
+        "1: map the index file so that workers share its memory; 0: copy it",
+    ),
     Setting("FVS_RELOAD_SECONDS", "2", "how often a worker checks for a new index"),
     Setting(
         "FVS_ORT_THREADS", "", "onnxruntime threads per worker (default: cores/workers)"
@@ -62,6 +67,7 @@ class Config:
     max_upload_bytes: int
     max_pixels: int
     max_images: int
+    index_mmap: bool
     reload_seconds: float
     ort_threads: int | None
     faiss_threads: int
@@ -79,6 +85,7 @@ class Config:
                 "max_upload_bytes": int(float(get("FVS_MAX_UPLOAD_MB")) * 1024 * 1024),
                 "max_pixels": int(get("FVS_MAX_PIXELS")),
                 "max_images": int(get("FVS_MAX_IMAGES")),
+                "index_mmap": get("FVS_INDEX_MMAP").strip() not in ("0", "", "false"),
                 "reload_seconds": float(get("FVS_RELOAD_SECONDS")),
                 "ort_threads": int(get("FVS_ORT_THREADS") or 0) or None,
                 "faiss_threads": int(get("FVS_FAISS_THREADS")),

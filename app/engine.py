@@ -96,7 +96,7 @@ class Engine:
         try:
             manifest = read_manifest(self.config.index)
             embedder = self._embedder_for(manifest)
-            stored = read_index(self.config.index)
+            stored = read_index(self.config.index, mmap=self.config.index_mmap)
             if stored.manifest.get("model_card_sha256") != embedder.card.sha256():
                 raise SetupError("the index changed while it was being loaded")
             catalogue = load_catalogue(stored)

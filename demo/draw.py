@@ -120,8 +120,15 @@ ARTICLES = {
 }
 
 
-def _pixels(polygon):
-    return [(x * W, y * H) for x, y in polygon]
+def _pixels(polygon, scale=1.0, shift=(0.0, 0.0)):
+    """Unit coordinates to pixels, scaled about the centre and shifted."""
+    return [
+        (
+            (0.5 + (x - 0.5) * scale + shift[0]) * W,
+            (0.5 + (y - 0.5) * scale + shift[1]) * H,
+        )
+        for x, y in polygon
+    ]
 
 
 def _pattern(pattern: str, colour, r: random.Random) -> Image.Image:
@@ -151,10 +158,14 @@ def draw_item(article: str, colour_name: str, pattern: str, r: random.Random):
     shape = ARTICLES[article][2]
     colour = COLOURS[colour_name]
     polygons = shape(r)
+    # Every item sits a little differently in its photo, as real ones do.
+    scale = r.uniform(0.88, 1.04)
+    shift = (r.uniform(-0.03, 0.03), r.uniform(-0.03, 0.03))
+    polygons = [_pixels(polygon, scale, shift) for polygon in polygons]
     mask = Image.new("L", (W, H), 0)
     mask_draw = ImageDraw.Draw(mask)
     for polygon in polygons:
-        mask_draw.polygon(_pixels(polygon), fill=255)
+        mask_draw.polygon(polygon, fill=255)
     if article == "Watches":
         mask_draw.ellipse([0.28 * W, 0.36 * H, 0.72 * W, 0.64 * H], fill=255)
     if article in ("Handbags",):
@@ -164,7 +175,7 @@ def draw_item(article: str, colour_name: str, pattern: str, r: random.Random):
     canvas.paste(_pattern(pattern, colour, r), (0, 0), mask)
     outline = ImageDraw.Draw(canvas)
     for polygon in polygons:
-        outline.polygon(_pixels(polygon), outline=(60, 60, 60), width=3)
+        outline.polygon(polygon, outline=(60, 60, 60), width=3)
     if article == "Watches":
         outline.ellipse([0.34 * W, 0.4 * H, 0.66 * W, 0.6 * H], fill=(250, 250, 250))
     return canvas.resize((WIDTH, HEIGHT), Image.LANCZOS)

@@ -135,7 +135,9 @@ def read_index(path: Path, mmap: bool = False) -> StoredIndex:
     folder = Path(path).resolve()
     manifest = read_manifest(folder)
     try:
-        flags = faiss.IO_FLAG_MMAP if mmap else 0
+        # mmap: the vectors stay in the file's pages (no copy), so processes that
+        # read the same build share one copy through the page cache.
+        flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
         index = faiss.read_index(str(folder / INDEX_FILE), flags)
         items = json.loads((folder / ITEMS_FILE).read_text())
     except (RuntimeError, OSError, ValueError) as e:

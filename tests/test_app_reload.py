@@ -76,11 +76,18 @@ def truncate_index_file(folder):
     path.write_bytes(path.read_bytes()[:1000])
 
 
+def cut_the_last_vector_short(folder):
+    path = folder / "index.faiss"
+    path.write_bytes(path.read_bytes()[:-64])
+
+
 def corrupt_items(folder):
     (folder / "items.json").write_text('{"id": [')
 
 
-@pytest.mark.parametrize("damage", [truncate_index_file, corrupt_items])
+@pytest.mark.parametrize(
+    "damage", [truncate_index_file, cut_the_last_vector_short, corrupt_items]
+)
 def test_a_corrupt_new_index_is_refused_and_the_old_one_serves(
     live, catalogue_dir, random_model, damage
 ):
