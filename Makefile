@@ -8,8 +8,9 @@ WEIGHTS ?=
 CATALOG ?= $(firstword $(wildcard data/fashion-product-images-small))
 INDEX ?= indexes/latest
 DEV_DATA ?= ../shared/data/fashion-dev
+INDEX_FLAGS ?=  # e.g. --full, --out indexes/NAME, --batch-size 64
 
-.PHONY: install model index serve run test lint format clean
+.PHONY: install model model-force index bench-index serve run test lint format clean
 
 install: $(STAMP)
 
@@ -30,6 +31,22 @@ model: $(STAMP)
 model-force: $(STAMP)
 	$(PY) -m export --out $(MODELS) $(if $(BACKBONE),--backbone $(BACKBONE)) \
 		$(if $(WEIGHTS),--weights $(WEIGHTS))
+
+# Embed a catalogue into indexes/<catalogue name> (and point indexes/latest at it).
+# CATALOG: a folder with images/<id>.jpg and styles.csv, or any folder of images.
+index: model
+	@if [ -z "$(CATALOG)" ] || [ ! -d "$(CATALOG)" ]; then \
+		echo "no catalogue found$(if $(CATALOG), at $(CATALOG)): put the Kaggle" \
+			"'Fashion Product Images (Small)' folder at" \
+			"data/fashion-product-images-small, or run 'make index CATALOG=path'" \
+			"(a folder with images/<id>.jpg and styles.csv, or any folder of images)" >&2; \
+		exit 2; \
+	fi
+	$(PY) -m index_builder "$(CATALOG)" $(INDEX_FLAGS)
+
+# Builder images/s against a torch-eager one-at-a-time baseline, same run.
+bench-index: $(STAMP)
+	$(PY) benchmarks/bench_index.py --data "$(DEV_DATA)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
