@@ -45,8 +45,9 @@ index: model
 	$(PY) -m index_builder "$(CATALOG)" $(INDEX_FLAGS)
 
 # Builder images/s against a torch-eager one-at-a-time baseline, same run.
+BENCH_FLAGS ?=  # e.g. --images 1000 --baseline-images 300 --repeats 5
 bench-index: $(STAMP)
-	$(PY) benchmarks/bench_index.py --data "$(DEV_DATA)"
+	$(PY) benchmarks/bench_index.py --data "$(DEV_DATA)" $(BENCH_FLAGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
