@@ -12,8 +12,9 @@ DEMO_DIR ?= data/demo
 # gunicorn reads its settings from FVS_* variables (see the README's table).
 export FVS_INDEX ?= $(INDEX)
 export FVS_MODELS_DIR ?= $(MODELS)
+INDEX_FLAGS ?=  # e.g. --full, --out indexes/NAME, --batch-size 64
 
-.PHONY: install model index serve run demo bench-serve test test-reliability lint format clean
+.PHONY: install model model-force index bench-index serve run demo bench-serve test test-reliability lint format clean
 
 install: $(STAMP)
 
@@ -34,6 +35,23 @@ model: $(STAMP)
 model-force: $(STAMP)
 	$(PY) -m export --out $(MODELS) $(if $(BACKBONE),--backbone $(BACKBONE)) \
 		$(if $(WEIGHTS),--weights $(WEIGHTS))
+
+# Embed a catalogue into indexes/<catalogue name> (and point indexes/latest at it).
+# CATALOG: a folder with images/<id>.jpg and styles.csv, or any folder of images.
+index: model
+	@if [ -z "$(CATALOG)" ] || [ ! -d "$(CATALOG)" ]; then \
+		echo "no catalogue found$(if $(CATALOG), at $(CATALOG)): put the Kaggle" \
+			"'Fashion Product Images (Small)' folder at" \
+			"data/fashion-product-images-small, or run 'make index CATALOG=path'" \
+			"(a folder with images/<id>.jpg and styles.csv, or any folder of images)" >&2; \
+		exit 2; \
+	fi
+	$(PY) -m index_builder "$(CATALOG)" $(INDEX_FLAGS)
+
+# Builder images/s against a torch-eager one-at-a-time baseline, same run.
+BENCH_FLAGS ?=  # e.g. --images 1000 --baseline-images 300 --repeats 5
+bench-index: $(STAMP)
+	$(PY) benchmarks/bench_index.py --data "$(DEV_DATA)" $(BENCH_FLAGS)
 
 # A generated demo catalogue of drawn garments, shoes and bags (kept if present).
 demo: $(STAMP)
