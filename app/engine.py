@@ -100,6 +100,7 @@ class Engine:
             if stored.manifest.get("model_card_sha256") != embedder.card.sha256():
                 raise SetupError("the index changed while it was being loaded")
             catalogue = load_catalogue(stored)
+            warm_up(embedder, catalogue)
         except (SetupError, IndexReadError, KeyError, ValueError) as e:
             outcome = "refused" if self.catalogue else "failed"
             self.problem = str(e)
@@ -172,6 +173,15 @@ class Engine:
         timings = {"search": _ms(searched - started), "total": _ms(searched - started)}
         metrics.observe_stages({"search": timings["search"]})
         return Answer(catalogue, hits, timings)
+
+
+def warm_up(embedder: Embedder, catalogue: Catalogue) -> None:
+    """One embedding and one search before the first request: onnxruntime sets
+    up its buffers, and the index's pages are mapped in, off the request path."""
+    recipe = embedder.recipe
+    pixels = np.zeros((1, 3, recipe.height, recipe.width), dtype=np.float32)
+    vector = embedder.embed(pixels)
+    catalogue.search(vector, 1, catalogue.allowed_rows({}))
 
 
 def _ms(seconds: float) -> float:

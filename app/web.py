@@ -18,6 +18,12 @@ from .errors import AppError, from_http_error
 
 web = Blueprint("web", __name__)
 THUMBNAIL = (240, 320)
+LABELS = {
+    "gender": "Gender",
+    "masterCategory": "Category",
+    "articleType": "Article type",
+    "baseColour": "Colour",
+}
 IMAGE_MAX_AGE = 3600  # seconds; the ETag is the image's content hash
 
 
@@ -29,6 +35,7 @@ def form_page(message: str | None = None, status: int = 200):
     context = {
         "message": message or (None if e.ready else e.problem),
         "choices": choices,
+        "labels": LABELS,
         "chosen": request_filters() if request.method == "POST" else {},
         "catalogue": catalogue,
         "model": e.embedder.card if e.embedder else None,
