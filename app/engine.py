@@ -150,7 +150,10 @@ class Engine:
         decoded = time.perf_counter()
         vectors = embedder.embed(batch)
         embedded = time.perf_counter()
-        hits = catalogue.search(vectors, k, catalogue.allowed_rows(filters))
+        if filters:
+            hits = catalogue.search(vectors, k, catalogue.allowed_rows(filters))
+        else:
+            hits = catalogue.batcher.search(vectors, k)
         searched = time.perf_counter()
 
         timings = _timings(started, decoded, embedded, searched)
