@@ -9,7 +9,6 @@ import numpy as np
 
 from index_builder.store import STYLE_COLUMNS, StoredIndex
 
-from .batching import SearchBatcher
 from .compat import is_demo
 from .errors import AppError
 
@@ -28,16 +27,11 @@ class Catalogue:
     stored: StoredIndex
     row_of: dict[str, int]
     group: np.ndarray  # rows with byte-identical images share a group number
-    canonical: np.ndarray  # row -> the first row of its group, which stands for it
     columns: dict[str, np.ndarray]  # filter columns as object arrays
     choices: dict[str, list[str]]  # filter -> values present in the index
     demo: bool
     loaded_at: float = field(default_factory=time.time)
     _unfiltered: np.ndarray | None = None
-    batcher: SearchBatcher = field(init=False)
-
-    def __post_init__(self):
-        self.batcher = SearchBatcher(self.search_all)
 
     @property
     def manifest(self) -> dict:
@@ -106,30 +100,6 @@ class Catalogue:
             self._unfiltered = rows
         return rows
 
-    def search_all(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """Unfiltered search with copies collapsed afterwards. Without a selector,
-        FAISS compares a whole batch of queries in one pass over the vectors."""
-        distinct = len(self.allowed_rows({}))
-        k = min(k, distinct)
-        if k == 0:
-            return [[] for _ in queries]
-        room = min(len(self) - distinct, 2 * k + 8)  # for copies among the hits
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        distances, labels = self.stored.index.search(queries, min(len(self), k + room))
-
-        results = []
-        for query, ds, rs in zip(queries, distances, labels, strict=True):
-            hits, seen = [], set()
-            for d, r in zip(ds, rs, strict=True):
-                row = int(self.canonical[r]) if r >= 0 else -1
-                if row >= 0 and row not in seen:
-                    seen.add(row)
-                    hits.append(Hit(row, float(d)))
-            if len(hits) < k:  # more copies among the nearest than there was room
-                hits = self.search(query[None], k, self.allowed_rows({}))[0]
-            results.append(hits[:k])
-        return results
-
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray) -> list[list[Hit]]:
         """Exact L2 search restricted to ``rows``; k hits whenever k rows exist."""
         index = self.stored.index
@@ -174,12 +144,10 @@ def load_catalogue(stored: StoredIndex) -> Catalogue:
     choices = {
         name: sorted({v for v in column if v}) for name, column in columns.items()
     }
-    group = group_numbers(ids, [str(d or "") for d in dup_of])
     return Catalogue(
         stored=stored,
         row_of={item_id: row for row, item_id in enumerate(ids)},
-        group=group,
-        canonical=np.unique(group, return_index=True)[1][group],
+        group=group_numbers(ids, [str(d or "") for d in dup_of]),
         columns=columns,
         choices=choices,
         demo=is_demo(stored.manifest),

@@ -150,10 +150,7 @@ class Engine:
         decoded = time.perf_counter()
         vectors = embedder.embed(batch)
         embedded = time.perf_counter()
-        if filters:
-            hits = catalogue.search(vectors, k, catalogue.allowed_rows(filters))
-        else:
-            hits = catalogue.batcher.search(vectors, k)
+        hits = catalogue.search(vectors, k, catalogue.allowed_rows(filters))
         searched = time.perf_counter()
 
         timings = _timings(started, decoded, embedded, searched)

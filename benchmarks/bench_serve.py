@@ -160,12 +160,6 @@ def search_only(link: Path, dim: int, repeats: int = 60) -> dict:
             catalogue.search(q[None], 5, catalogue.allowed_rows(filters))
             ms.append((time.perf_counter() - t0) * 1000)
         timings[f"{name}_ms_p50"] = round(statistics.median(ms), 2)
-    ms = []
-    for start in range(0, repeats - 7, 8):  # 8 concurrent queries batched
-        t0 = time.perf_counter()
-        catalogue.search_all(queries[start : start + 8], 5)
-        ms.append((time.perf_counter() - t0) * 1000 / 8)
-    timings["unfiltered_batch_of_8_ms_per_query_p50"] = round(statistics.median(ms), 2)
     return timings
 
 
