@@ -1,0 +1,340 @@
+"""Which embedding pipeline finds the best neighbours, at what cost, in one run.
+
+    python -m evaluation.variants DEV_DIR [--model models/mobilenet_v2.onnx]
+
+Embeds the catalogue with each input recipe (squash, pad to square, native 3:4,
+mirror averaging), pools the same feature maps by average and by GeM, tries
+PCA-whitening fitted on the catalogue and duplicate collapse, scores all with the
+leave-one-out evaluation and times each pipeline on the same images in the same
+run (median of repeats, so other load on the machine cancels out in the ratios).
+Writes ``variants.json`` and ``variants.md`` in ``--out``.
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from embedding import whiten
+from embedding.card import read_card
+from embedding.model import Embedder
+from embedding.preprocess import Recipe, load
+
+from .catalogue import read_catalogue
+from .evaluate import evaluate
+
+log = logging.getLogger("evaluation.variants")
+
+BATCH = 64
+GEM_P = 3.0
+WHITEN_DIMS = (128, 256, 512)
+TIMING_IMAGES = 128
+TIMING_REPEATS = 3
+COST_LIMIT = 1.3
+RECIPES = {
+    "squash 224x224": Recipe(224, 224, "squash"),
+    "pad 224x224": Recipe(224, 224, "pad"),
+    "pad 224x168 (3:4)": Recipe(224, 168, "pad"),
+}
+FLIPPED = "pad 224x168 (3:4)"  # the recipe also embedded mirrored
+
+
+@dataclass
+class Variant:
+    name: str
+    recipe: str
+    pooling: str = "avg"
+    flip: bool = False
+    whiten_dim: int = 0
+    collapse: bool = False
+    default_ready: bool = True  # runs with the exported default graph
+    scores: dict = field(default_factory=dict)
+    cost: float = 0.0  # embedding time relative to the naive baseline
+
+
+def gem(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
+    """Generalised-mean pooling of (N, C, h, w) maps -> unit (N, C) vectors."""
+    pooled = np.mean(np.maximum(features, 1e-6) ** p, axis=(2, 3)) ** (1.0 / p)
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def embed_all(session, paths, recipe, card, mirror: bool) -> dict[str, np.ndarray]:
+    """Average- and GeM-pooled embeddings of every image (and of its mirror)."""
+    out: dict[str, list] = {"avg": [], "gem": [], "avg_mirror": [], "gem_mirror": []}
+    started = time.perf_counter()
+    for start in range(0, len(paths), BATCH):
+        batch = np.stack(
+            [load(p, recipe, card.mean, card.std) for p in paths[start : start + BATCH]]
+        )
+        inputs = [("", batch)] + ([("_mirror", batch[..., ::-1])] if mirror else [])
+        for suffix, x in inputs:
+            pooled, features = session.run(
+                ["embedding", "features"], {"pixels": np.ascontiguousarray(x)}
+            )
+            out["avg" + suffix].append(pooled)
+            out["gem" + suffix].append(gem(features))
+        if start // BATCH % 20 == 0:
+            done = min(start + BATCH, len(paths))
+            rate = done / (time.perf_counter() - started)
+            log.info("%s: %d/%d images (%.0f img/s)", recipe, done, len(paths), rate)
+    return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def cached_embeddings(cache: Path, key: str, compute) -> dict[str, np.ndarray]:
+    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return dict(data)
+    result = compute()
+    np.savez(path, **result)
+    return result
+
+
+def time_pipelines(model_path, features_path, paths, whitening) -> dict[str, float]:
+    """Seconds per image of each pipeline (file -> final vector), median of
+    interleaved repeats on the same images."""
+    embedders = {name: Embedder(model_path, recipe) for name, recipe in RECIPES.items()}
+    embedders["flip"] = Embedder(model_path, Recipe(224, 168, "pad", flip=True))
+    features = ort.InferenceSession(
+        str(features_path), providers=["CPUExecutionProvider"]
+    )
+    card = embedders["flip"].card
+    gem_recipe = RECIPES[FLIPPED]
+
+    def run_gem():
+        batch = np.stack([load(p, gem_recipe, card.mean, card.std) for p in paths])
+        return gem(features.run(["features"], {"pixels": batch})[0])
+
+    def run_whiten():
+        e = embedders[FLIPPED]
+        return whitening.apply(e.embed(np.stack([e.load(p) for p in paths])))
+
+    jobs = {
+        name: (lambda e=e: e.embed(np.stack([e.load(p) for p in paths])))
+        for name, e in embedders.items()
+    }
+    jobs["gem"] = run_gem
+    jobs["whiten"] = run_whiten
+    times: dict[str, list] = {name: [] for name in jobs}
+    for job in jobs.values():
+        job()  # warm-up
+    for _ in range(TIMING_REPEATS):
+        for name, job in jobs.items():
+            started = time.perf_counter()
+            job()
+            times[name].append((time.perf_counter() - started) / len(paths))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache"
+    cache.mkdir(exist_ok=True)
+    card = read_card(model_path)
+    items = read_catalogue(dev_dir)
+    paths = [dev_dir / p for p in items["path"]]
+    log.info("%d images, backbone %s", len(paths), card.backbone)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from .features_model import export_with_features
+
+        features_path = export_with_features(model_path, Path(tmp) / "features.onnx")
+        check_features_model(model_path, features_path)
+        session = ort.InferenceSession(
+            str(features_path), providers=["CPUExecutionProvider"]
+        )
+        vectors = {}
+        for name, recipe in RECIPES.items():
+            key = f"{card.sha256()}|{recipe}|{name == FLIPPED}|{len(paths)}"
+            vectors[name] = cached_embeddings(
+                cache,
+                key,
+                lambda r=recipe, n=name: embed_all(
+                    session, paths, r, card, n == FLIPPED
+                ),
+            )
+        base = vectors[FLIPPED]
+        flip_avg = unit(base["avg"] + base["avg_mirror"])
+        dims = [d for d in WHITEN_DIMS if d <= min(base["avg"].shape)] or [8]
+        whitenings = {d: whiten.fit(base["avg"], d) for d in dims}
+        whitenings_flip = {d: whiten.fit(flip_avg, d) for d in dims}
+
+        variants, embeddings = define_variants(
+            vectors, flip_avg, whitenings, whitenings_flip
+        )
+        for v in variants:
+            score(v, embeddings[v.name], items)
+        # Whitening with the best dimension, plus duplicate collapse.
+        best = max(
+            (v for v in variants if v.whiten_dim and not v.flip),
+            key=lambda v: v.scores["p@5"],
+        )
+        v = Variant(
+            f"3:4 + PCA-whitening to {best.whiten_dim} + duplicate collapse",
+            FLIPPED,
+            whiten_dim=best.whiten_dim,
+            collapse=True,
+        )
+        variants.append(v)
+        score(v, embeddings[best.name], items)
+
+        timing_paths = paths[:: max(1, len(paths) // TIMING_IMAGES)][:TIMING_IMAGES]
+        seconds = time_pipelines(
+            model_path, features_path, timing_paths, next(iter(whitenings.values()))
+        )
+    assign_costs(variants, seconds)
+    write_results(out, variants, seconds, card, len(paths), items)
+    return variants
+
+
+def score(v: Variant, vectors: np.ndarray, items: dict) -> None:
+    v.scores = evaluate(vectors, items, collapse=v.collapse)["overall"]["articleType"]
+    log.info("%-50s articleType P@5 %.4f", v.name, v.scores["p@5"])
+
+
+def check_features_model(model_path: Path, features_path: Path) -> None:
+    """The features export must embed exactly like the default model."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 168)).astype(np.float32)
+    default = Embedder(model_path).session.run(["embedding"], {"pixels": x})[0]
+    session = ort.InferenceSession(
+        str(features_path), providers=["CPUExecutionProvider"]
+    )
+    ours = session.run(["embedding"], {"pixels": x})[0]
+    worst = float(np.abs(default - ours).max())
+    if worst > 1e-4:
+        raise RuntimeError(f"features export differs from {model_path} by {worst:.1e}")
+
+
+def define_variants(vectors, flip_avg, whitenings, whitenings_flip):
+    three_four = vectors[FLIPPED]
+    variants = [
+        Variant("naive: squash 224x224, average pool", "squash 224x224"),
+        Variant("pad to square 224x224 (border colour)", "pad 224x224"),
+        Variant("native 3:4 input 224x168", FLIPPED),
+        Variant("3:4 + horizontal-flip averaging", FLIPPED, flip=True),
+        Variant("naive + duplicate collapse", "squash 224x224", collapse=True),
+        Variant("3:4 + duplicate collapse", FLIPPED, collapse=True),
+        Variant(
+            "naive + GeM pooling (p=3)", "squash 224x224", "gem", default_ready=False
+        ),
+        Variant("3:4 + GeM pooling (p=3)", FLIPPED, "gem", default_ready=False),
+    ]
+    embeddings = {
+        variants[0].name: vectors["squash 224x224"]["avg"],
+        variants[1].name: vectors["pad 224x224"]["avg"],
+        variants[2].name: three_four["avg"],
+        variants[3].name: flip_avg,
+        variants[4].name: vectors["squash 224x224"]["avg"],
+        variants[5].name: three_four["avg"],
+        variants[6].name: vectors["squash 224x224"]["gem"],
+        variants[7].name: three_four["gem"],
+    }
+    for dim, w in whitenings.items():
+        v = Variant(f"3:4 + PCA-whitening to {dim}", FLIPPED, whiten_dim=dim)
+        variants.append(v)
+        embeddings[v.name] = w.apply(three_four["avg"])
+    for dim, w in whitenings_flip.items():
+        v = Variant(
+            f"3:4 + flip + PCA-whitening to {dim}", FLIPPED, flip=True, whiten_dim=dim
+        )
+        variants.append(v)
+        embeddings[v.name] = w.apply(flip_avg)
+    return variants, embeddings
+
+
+def assign_costs(variants, seconds) -> None:
+    base = seconds["squash 224x224"]
+    for v in variants:
+        if v.pooling == "gem":
+            key = "gem" if v.recipe == FLIPPED else "squash 224x224"
+        elif v.flip:
+            key = "flip"
+        elif v.whiten_dim:
+            key = "whiten"
+        else:
+            key = v.recipe
+        v.cost = round(seconds[key] / base, 3)
+
+
+def winner(variants) -> Variant:
+    eligible = [v for v in variants if v.default_ready and v.cost <= COST_LIMIT]
+    return max(eligible, key=lambda v: (v.scores["p@5"], -v.cost))
+
+
+def write_results(out, variants, seconds, card, count, items) -> None:
+    naive = variants[0]
+    best = winner(variants)
+    rows = [
+        {
+            "variant": v.name,
+            "articleType_p@5": v.scores["p@5"],
+            "gain_vs_naive": round(v.scores["p@5"] - naive.scores["p@5"], 4),
+            "articleType_p@1": v.scores["p@1"],
+            "articleType_map@10": v.scores["map@10"],
+            "cost_vs_naive": v.cost,
+            "default_ready": v.default_ready,
+        }
+        for v in variants
+    ]
+    report = {
+        "backbone": card.backbone,
+        "weights_source": card.weights_source,
+        "images": count,
+        "queries": variants[0].scores["queries"],
+        "baseline_img_per_s": round(1.0 / seconds["squash 224x224"], 1),
+        "timing": {
+            "images": TIMING_IMAGES,
+            "repeats": TIMING_REPEATS,
+            "seconds_per_image": {k: round(v, 5) for k, v in seconds.items()},
+        },
+        "variants": rows,
+        "winner": best.name,
+        "cost_limit": COST_LIMIT,
+    }
+    (out / "variants.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"Backbone {card.backbone} ({card.weights_source} weights), {count} images, "
+        f"{report['queries']} queries; naive pipeline "
+        f"{report['baseline_img_per_s']} img/s in this run.",
+        "",
+        "| variant | articleType P@5 | vs naive | P@1 | mAP@10 | embedding cost |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        mark = " **(default)**" if r["variant"] == best.name else ""
+        note = "" if r["default_ready"] else " (needs a features graph)"
+        lines.append(
+            f"| {r['variant']}{mark}{note} | {r['articleType_p@5']:.4f} | "
+            f"{r['gain_vs_naive']:+.4f} | {r['articleType_p@1']:.4f} | "
+            f"{r['articleType_map@10']:.4f} | {r['cost_vs_naive']:.2f}x |"
+        )
+    (out / "variants.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.variants")
+    parser.add_argument("dev_dir", type=Path, help="labelled catalogue folder")
+    parser.add_argument("--model", type=Path, default=Path("models/mobilenet_v2.onnx"))
+    parser.add_argument("--out", type=Path, default=Path("reports/variants"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    run(args.dev_dir, args.model, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
