@@ -9,7 +9,7 @@ CATALOG ?= $(firstword $(wildcard data/fashion-product-images-small))
 INDEX ?= indexes/latest
 DEV_DATA ?= ../shared/data/fashion-dev
 
-.PHONY: install model index serve run test lint format clean
+.PHONY: install model index serve run test lint format clean eval eval-variants
 
 install: $(STAMP)
 
@@ -30,6 +30,25 @@ model: $(STAMP)
 model-force: $(STAMP)
 	$(PY) -m export --out $(MODELS) $(if $(BACKBONE),--backbone $(BACKBONE)) \
 		$(if $(WEIGHTS),--weights $(WEIGHTS))
+
+# Retrieval quality: reports/<name>/report.json and report.html. Without INDEX=,
+# (re)builds indexes/fashion-dev from DEV_DATA first; INDEX=indexes/NAME evaluates
+# any built index as it is.
+eval: model
+ifeq ($(origin INDEX),command line)
+	$(PY) -m evaluation $(INDEX)
+else
+	@test -f $(DEV_DATA)/styles.csv || { echo "no labelled catalogue (images/ +" \
+		"styles.csv) at $(DEV_DATA): set DEV_DATA=DIR or INDEX=indexes/NAME"; exit 2; }
+	if [ -f index_builder/__main__.py ]; then \
+		$(PY) -m index_builder $(DEV_DATA) --out indexes/fashion-dev; \
+	else $(PY) -m evaluation.embed_catalogue $(DEV_DATA) --out indexes/fashion-dev; fi
+	$(PY) -m evaluation indexes/fashion-dev --catalogue $(DEV_DATA)
+endif
+
+# Input recipes, pooling, whitening and duplicate collapse side by side, one run.
+eval-variants: model
+	$(PY) -m evaluation.variants $(DEV_DATA) --out reports/variants
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
