@@ -7,12 +7,18 @@ Queries must go through the same transform as the index they search, so it is
 saved beside the index (``whiten.npz``) and named in its manifest.
 """
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 FILE = "whiten.npz"
+MANIFEST_KEY = "whitening"
+
+
+class WhiteningError(Exception):
+    """A whitening file that is missing or does not match its index."""
 
 
 @dataclass(frozen=True)
@@ -55,3 +61,34 @@ def fit(vectors: np.ndarray, dim: int, shrink: float = 1e-4) -> Whitening:
 def load(path: Path) -> Whitening:
     with np.load(path) as data:
         return Whitening(data["mean"], data["projection"])
+
+
+def save_with_index(whitening: Whitening, folder: Path) -> dict:
+    """Write the transform into a build folder; returns the manifest entry
+    (``manifest["whitening"]``) that names and checks it."""
+    path = Path(folder) / FILE
+    whitening.save(path)
+    return {
+        "file": FILE,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "input_dim": int(whitening.mean.shape[0]),
+        "dim": whitening.dim,
+    }
+
+
+def load_for_index(folder: Path, manifest: dict) -> Whitening | None:
+    """The transform an index's queries need, or None when it has none."""
+    entry = manifest.get(MANIFEST_KEY)
+    if not entry:
+        return None
+    path = Path(folder) / entry["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise WhiteningError(f"whitening file {path} cannot be read: {e}") from e
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise WhiteningError(f"whitening file {path} does not match its manifest")
+    whitening = load(path)
+    if (whitening.mean.shape[0], whitening.dim) != (entry["input_dim"], entry["dim"]):
+        raise WhiteningError(f"whitening file {path} has the wrong dimensions")
+    return whitening

@@ -259,3 +259,16 @@ def test_report_renders_for_a_generated_catalogue(tmp_path, random_model):
     figures = sum(1 + len(s["answers"]) for s in samples)
     assert page.count('src="data:image/jpeg;base64,') == figures
     assert "http://" not in page and "https://" not in page
+
+
+def test_whitening_stored_with_an_index_is_checked_when_loaded(tmp_path):
+    x = np.random.default_rng(1).standard_normal((50, 8))
+    entry = whiten.save_with_index(whiten.fit(x, 4), tmp_path)
+    assert (entry["file"], entry["input_dim"], entry["dim"]) == (whiten.FILE, 8, 4)
+    manifest = {whiten.MANIFEST_KEY: entry}
+    assert whiten.load_for_index(tmp_path, manifest).dim == 4
+    assert whiten.load_for_index(tmp_path, {}) is None
+
+    (tmp_path / whiten.FILE).write_bytes(b"not the saved transform")
+    with pytest.raises(whiten.WhiteningError, match="does not match its manifest"):
+        whiten.load_for_index(tmp_path, manifest)
