@@ -16,7 +16,7 @@ from embedding.preprocess import ImageError, open_image
 
 from .evaluate import LABELS, MIN_SUPPORT
 
-THUMB_HEIGHT = 96
+THUMB_HEIGHT = 96  # stored size; shown at 88 px
 METRICS = ("p@1", "p@5", "p@10", "map@10")
 HEADERS = ("P@1", "P@5", "P@10", "mAP@10")
 
@@ -177,30 +177,33 @@ def _samples(samples: dict, image_path) -> str:
         ("best", "Best article types"),
         ("worst", "Worst article types"),
     ):
-        parts.append(f"<h3>{title}</h3><div class=samples>")
+        parts.append(f"<h3>{title}</h3>")
+        by_type: dict[str, list] = {}
         for s in samples.get(side, []):
-            answers = "".join(
-                _figure(
-                    a["row"],
-                    a["id"],
-                    f"{a['articleType']} · {a['distance']:.2f}",
-                    "hit" if a["hit"] else "miss",
-                    image_path,
-                )
-                for a in s["answers"]
-            )
-            query = _figure(
-                s["row"],
-                s["id"],
-                f"{s['articleType']} (P@5 {s['type_p@5']:.2f})",
-                "query",
-                image_path,
-            )
+            by_type.setdefault(s["articleType"], []).append(s)
+        for name, group in by_type.items():
             parts.append(
-                f"<div class=sample>{query}<div class=arrow>→</div>{answers}</div>"
+                f"<h4>{_e(name)} <span>precision@5 {group[0]['type_p@5']:.2f}</span>"
+                "</h4><div class=samples>"
             )
-        parts.append("</div>")
+            parts.extend(_sample_row(s, image_path) for s in group)
+            parts.append("</div>")
     return "".join(parts)
+
+
+def _sample_row(sample: dict, image_path) -> str:
+    query = _figure(sample["row"], sample["id"], "query", "query", image_path)
+    answers = "".join(
+        _figure(
+            a["row"],
+            a["id"],
+            f"{a['articleType']} · {a['distance']:.2f}",
+            "hit" if a["hit"] else "miss",
+            image_path,
+        )
+        for a in sample["answers"]
+    )
+    return f"<div class=sample>{query}<div class=arrow>→</div>{answers}</div>"
 
 
 def _figure(row, item_id, caption, kind, image_path) -> str:
@@ -261,11 +264,13 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 .chart .label {{ text-anchor: end; }}
 .chart .tick {{ text-anchor: middle; fill: #888; }}
 .chart .value {{ fill: #555; }}
-.samples {{ display: flex; flex-direction: column; gap: .6em; }}
-.sample {{ display: flex; align-items: flex-start; gap: .5em; }}
+.samples {{ display: flex; flex-wrap: wrap; gap: .8em 1.5em; }}
+h4 {{ margin: 1em 0 .4em; }}
+h4 span {{ font-weight: normal; color: #666; margin-left: .5em; }}
+.sample {{ display: flex; align-items: flex-start; gap: .3em; }}
 .arrow {{ font-size: 1.6em; color: #aaa; align-self: center; }}
-figure {{ margin: 0; width: 96px; text-align: center; font-size: 11px; }}
-figure img, .noimg {{ height: {thumb}px; max-width: 96px; border: 3px solid #ccc;
+figure {{ margin: 0; width: 74px; text-align: center; font-size: 11px; }}
+figure img, .noimg {{ height: {thumb}px; max-width: 74px; border: 3px solid #ccc;
   border-radius: 4px; background: #fff; }}
 .noimg {{ display: flex; align-items: center; justify-content: center;
   width: 72px; margin: auto; color: #999; }}
@@ -277,4 +282,4 @@ figcaption {{ color: #555; overflow-wrap: anywhere; }}
 <body>
 {body}
 </body></html>
-""".replace("{thumb}", str(THUMB_HEIGHT))
+""".replace("{thumb}", "88")
