@@ -1,6 +1,8 @@
 """PCA-whitening of embeddings, fitted on a catalogue and stored with its index.
 
-Centre, rotate onto the catalogue's principal axes, keep the strongest ``dim``
+Optionally square-root the components first (power normalisation: the few
+strong activations stop drowning the many weak ones), then centre, rotate onto
+the catalogue's principal axes, keep the strongest ``dim``
 of them, scale each to unit variance, L2-normalise. Directions every catalogue
 photo shares (white background, centred object) stop dominating the distance.
 Queries must go through the same transform as the index they search, so it is
@@ -25,6 +27,7 @@ class WhiteningError(Exception):
 class Whitening:
     mean: np.ndarray  # (d,)
     projection: np.ndarray  # (d, dim)
+    power: float = 1.0  # exponent applied to each component first (1: none)
 
     @property
     def dim(self) -> int:
@@ -32,19 +35,30 @@ class Whitening:
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """(n, d) embeddings -> (n, dim) unit float32 vectors."""
-        out = (np.asarray(vectors, np.float32) - self.mean) @ self.projection
+        out = (power_normalise(vectors, self.power) - self.mean) @ self.projection
         out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
         return out.astype(np.float32, copy=False)
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as f:
-            np.savez(f, mean=self.mean, projection=self.projection)
+            np.savez(f, mean=self.mean, projection=self.projection, power=self.power)
 
 
-def fit(vectors: np.ndarray, dim: int, shrink: float = 1e-4) -> Whitening:
+def power_normalise(vectors: np.ndarray, power: float) -> np.ndarray:
+    """sign(x) * |x| ** power, L2-normalised; unchanged when power is 1."""
+    x = np.asarray(vectors, np.float32)
+    if power == 1.0:
+        return x
+    x = np.sign(x) * np.abs(x) ** power
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+
+def fit(
+    vectors: np.ndarray, dim: int, shrink: float = 1e-2, power: float = 1.0
+) -> Whitening:
     """Fit on (n, d) catalogue embeddings. ``shrink`` (relative to the largest
     variance) keeps near-empty directions from being blown up."""
-    x = np.asarray(vectors, np.float64)
+    x = power_normalise(vectors, power).astype(np.float64)
     if not 1 <= dim <= min(x.shape):
         raise ValueError(f"cannot keep {dim} dimensions of {x.shape[0]} x {x.shape[1]}")
     mean = x.mean(axis=0)
@@ -55,12 +69,14 @@ def fit(vectors: np.ndarray, dim: int, shrink: float = 1e-4) -> Whitening:
     # Fix each axis's sign so that refitting the same data gives the same transform.
     axes = axes[:, order] * np.sign(axes[np.abs(axes[:, order]).argmax(0), order])
     projection = axes * scale
-    return Whitening(mean.astype(np.float32), projection.astype(np.float32))
+    return Whitening(
+        mean.astype(np.float32), projection.astype(np.float32), float(power)
+    )
 
 
 def load(path: Path) -> Whitening:
     with np.load(path) as data:
-        return Whitening(data["mean"], data["projection"])
+        return Whitening(data["mean"], data["projection"], float(data["power"]))
 
 
 def save_with_index(whitening: Whitening, folder: Path) -> dict:
