@@ -5,6 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from embedding import whiten
+from embedding.preprocess import Recipe
 from evaluation import metrics
 from evaluation.__main__ import main as evaluation_main
 from evaluation.catalogue import read_catalogue, read_styles
@@ -272,3 +273,37 @@ def test_whitening_stored_with_an_index_is_checked_when_loaded(tmp_path):
     (tmp_path / whiten.FILE).write_bytes(b"not the saved transform")
     with pytest.raises(whiten.WhiteningError, match="does not match its manifest"):
         whiten.load_for_index(tmp_path, manifest)
+
+
+def test_recipe_defaults_are_the_default_recipe_of_a_224_model():
+    assert Recipe() == Recipe(256, 192, "pad", False)
+
+
+@pytest.mark.parametrize(
+    ("input_size", "expected"), [([224, 224], (256, 192)), ([448, 448], (512, 384))]
+)
+def test_default_recipe_is_a_3_4_portrait_with_the_cards_pixel_count(
+    input_size, expected
+):
+    from embedding.card import ModelCard
+    from embedding.model import default_recipe
+
+    card = ModelCard(
+        "mobilenet_v2",
+        "random",
+        "",
+        "",
+        [0.5] * 3,
+        [0.5] * 3,
+        input_size,
+        1280,
+        17,
+        "m.onnx",
+        "",
+    )
+    recipe = default_recipe(card)
+    assert (recipe.height, recipe.width, recipe.resize, recipe.flip) == (
+        *expected,
+        "pad",
+        False,
+    )
