@@ -337,7 +337,7 @@ def write_results(out, variants, seconds, card, count, items) -> None:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        mark = " **(default)**" if r["variant"] == best.name else ""
+        mark = " **(best within 1.3x)**" if r["variant"] == best.name else ""
         note = "" if r["default_ready"] else " (needs a features graph)"
         lines.append(
             f"| {r['variant']}{mark}{note} | {r['articleType_p@5']:.4f} | "
