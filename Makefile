@@ -14,7 +14,8 @@ export FVS_INDEX ?= $(INDEX)
 export FVS_MODELS_DIR ?= $(MODELS)
 INDEX_FLAGS ?=  # e.g. --full, --out indexes/NAME, --batch-size 64
 
-.PHONY: install model model-force index bench-index serve run demo bench-serve test test-reliability lint format clean
+.PHONY: install model model-force index bench-index serve run demo bench-serve test \
+	test-reliability lint format clean eval eval-variants
 
 install: $(STAMP)
 
@@ -77,6 +78,23 @@ run: model
 # Search latency over HTTP against gunicorn on a 44k-item index (a benchmark).
 bench-serve: model
 	$(PY) benchmarks/bench_serve.py --data "$(DEV_DATA)" --models $(MODELS)
+
+# Retrieval quality: reports/<name>/report.json and report.html. Without INDEX=,
+# (re)builds indexes/fashion-dev from DEV_DATA first; INDEX=indexes/NAME evaluates
+# any built index as it is.
+eval: model
+ifeq ($(origin INDEX),command line)
+	$(PY) -m evaluation $(INDEX)
+else
+	@test -f $(DEV_DATA)/styles.csv || { echo "no labelled catalogue (images/ +" \
+		"styles.csv) at $(DEV_DATA): set DEV_DATA=DIR or INDEX=indexes/NAME"; exit 2; }
+	$(PY) -m index_builder $(DEV_DATA) --out indexes/fashion-dev
+	$(PY) -m evaluation indexes/fashion-dev --catalogue $(DEV_DATA)
+endif
+
+# Input recipes, pooling, whitening and duplicate collapse side by side, one run.
+eval-variants: model
+	$(PY) -m evaluation.variants $(DEV_DATA) --out reports/variants
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -33,8 +33,8 @@ class Recipe:
     """How an image becomes model input. Stored with each index, so that queries
     are prepared exactly like the catalogue was."""
 
-    height: int = 224
-    width: int = 224
+    height: int = 256  # 3:4 portrait, like the catalogue photos
+    width: int = 192
     resize: str = "pad"  # pad: keep aspect, fill with the border colour; squash
     flip: bool = False  # average the embeddings of the image and its mirror
 

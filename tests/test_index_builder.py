@@ -180,8 +180,8 @@ def test_build_reports_exact_counts_skips_and_duplicates(catalogue, link, random
     assert manifest["variant"] == "fp32"
     assert manifest["random_weights"] is True
     assert manifest["recipe"] == {
-        "height": 224,
-        "width": 224,
+        "height": 256,
+        "width": 192,
         "resize": "pad",
         "flip": False,
     }
