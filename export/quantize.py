@@ -83,6 +83,19 @@ def strip_identities(model: onnx.ModelProto) -> int:
     return removed
 
 
+def drop_unused_initializers(path: Path) -> None:
+    """The quantiser leaves the constants it folded behind; onnxruntime would warn
+    about each one every time it loads the model."""
+    model = onnx.load(str(path))
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    unused = [t for t in model.graph.initializer if t.name not in used]
+    for tensor in unused:
+        model.graph.initializer.remove(tensor)
+    if unused:
+        onnx.save(model, str(path))
+
+
 def find_images(folder: Path) -> list[Path]:
     return sorted(
         p
@@ -141,9 +154,11 @@ def calibration_batch(
 
 
 class BatchReader(CalibrationDataReader):
-    """Feeds prepared images to the calibrator a few at a time."""
+    """Feeds prepared images to the calibrator a few at a time, in batches of one
+    size (the histogram calibrators stack them)."""
 
     def __init__(self, images: np.ndarray, input_name: str, batch_size: int = 16):
+        batch_size = max(d for d in range(1, batch_size + 1) if len(images) % d == 0)
         self.batches = [
             {input_name: images[i : i + batch_size]}
             for i in range(0, len(images), batch_size)
@@ -198,6 +213,7 @@ def quantize_model(
                 calibrate_method=METHODS[method],
                 extra_options={"ActivationSymmetric": symmetric_activations},
             )
+        drop_unused_initializers(tmp)
         card = ModelCard(
             **{
                 **base.__dict__,
