@@ -289,7 +289,10 @@ def print_quality(quality: dict) -> None:
 def main(argv=None) -> int:
     import logging
 
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
     args = parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     started = time.perf_counter()

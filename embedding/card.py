@@ -49,6 +49,19 @@ class ModelCardError(Exception):
 
 
 VARIANTS = ("fp32", "int8")
+VARIANT_VARIABLE = "MODEL_VARIANT"
+
+
+def chosen_variant(environ=os.environ) -> str:
+    """The model variant the index builder and the service use: MODEL_VARIANT,
+    fp32 when unset."""
+    variant = environ.get(VARIANT_VARIABLE, "").strip() or "fp32"
+    if variant not in VARIANTS:
+        raise ModelCardError(
+            f"{VARIANT_VARIABLE}={variant!r} is not a model variant: "
+            f"choose one of {', '.join(VARIANTS)}"
+        )
+    return variant
 
 
 def model_path_for(models_dir: Path, backbone: str, variant: str = "fp32") -> Path:

@@ -7,7 +7,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from embedding.card import ModelCardError, card_path, model_path_for, read_card
+from embedding.card import (
+    ModelCardError,
+    card_path,
+    chosen_variant,
+    model_path_for,
+    read_card,
+)
 from embedding.model import Embedder
 from embedding.preprocess import Recipe, load
 from export.quantize import (
@@ -194,6 +200,23 @@ def test_model_path_for_names_each_variant(tmp_path):
         model_path_for(tmp_path, "resnet50", "fp16")
 
 
+@pytest.mark.parametrize(
+    ("environ", "variant"),
+    [
+        ({}, "fp32"),
+        ({"MODEL_VARIANT": ""}, "fp32"),
+        ({"MODEL_VARIANT": "int8"}, "int8"),
+    ],
+)
+def test_model_variant_setting_defaults_to_fp32(environ, variant):
+    assert chosen_variant(environ) == variant
+
+
+def test_unknown_model_variant_setting_is_refused():
+    with pytest.raises(ModelCardError, match="MODEL_VARIANT='int4'"):
+        chosen_variant({"MODEL_VARIANT": "int4"})
+
+
 def test_fp32_card_text_has_no_base_model_field(random_model):
     data = json.loads(card_path(random_model).read_text())
     assert "base_onnx_sha256" not in data
@@ -211,6 +234,24 @@ def test_cli_writes_the_int8_model_beside_the_fp32_one(random_model, tmp_path, c
     out = tmp_path / "mobilenet_v2-int8.onnx"
     assert read_card(out).variant == "int8"
     assert str(out) in capsys.readouterr().out
+    made = out.stat().st_mtime_ns
+
+    # Made from this very fp32 model already: --if-stale leaves it alone.
+    assert main([str(tmp_path / "mobilenet_v2.onnx"), "--if-stale"]) == 0
+    assert out.stat().st_mtime_ns == made
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_int8_model_of_another_fp32_model_is_stale(quantised, random_model):
+    from dataclasses import replace
+
+    from export.quantize import is_current
+
+    path, _ = quantised
+    base = read_card(random_model)
+    assert is_current(path, base)
+    assert not is_current(path, replace(base, onnx_sha256="0" * 64))
+    assert not is_current(path.with_name("missing.onnx"), base)
 
 
 def test_cli_reports_a_calibration_folder_without_images(random_model, tmp_path):
