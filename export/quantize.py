@@ -192,7 +192,8 @@ def quantize_model(
     symmetric_activations: bool = False,
 ) -> ModelCard:
     """Quantise ``model_path`` (fp32, with a card) to int8 and write ``out_path``
-    and its card, replacing old ones only when both are complete."""
+    and its card. The model is written aside and renamed into place once
+    complete, then its card; a failure leaves any previous int8 model as it was."""
     model_path, out_path = Path(model_path), Path(out_path)
     base = read_card(model_path)
     if base.variant != "fp32":
