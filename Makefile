@@ -14,8 +14,12 @@ export FVS_INDEX ?= $(INDEX)
 export FVS_MODELS_DIR ?= $(MODELS)
 INDEX_FLAGS ?=  # e.g. --full, --out indexes/NAME, --batch-size 64
 
-.PHONY: install model model-force index bench-index serve run demo bench-serve test \
-	test-reliability lint format clean eval eval-variants
+# fp32, or int8: a quantised copy made beside each fp32 model, used when
+# MODEL_VARIANT=int8 is set for the builder and the service.
+VARIANT ?= $(or $(MODEL_VARIANT),fp32)
+
+.PHONY: install model model-force model-int8 index bench-index serve run demo \
+	bench-serve bench test test-reliability lint format clean eval eval-variants
 
 install: $(STAMP)
 
@@ -32,6 +36,7 @@ model: $(STAMP)
 	@if ls $(MODELS)/*.onnx >/dev/null 2>&1 && [ -z "$(WEIGHTS)$(BACKBONE)" ]; then \
 		echo "model already exported: $$(ls $(MODELS)/*.onnx) (make model-force to redo)"; \
 	else $(MAKE) model-force; fi
+	@if [ "$(VARIANT)" = int8 ]; then $(MAKE) --no-print-directory model-int8; fi
 
 model-force: $(STAMP)
 	$(PY) -m export --out $(MODELS) $(if $(BACKBONE),--backbone $(BACKBONE)) \
@@ -95,6 +100,17 @@ endif
 # Input recipes, pooling, whitening and duplicate collapse side by side, one run.
 eval-variants: model
 	$(PY) -m evaluation.variants $(DEV_DATA) --out reports/variants
+
+# int8 copy of every fp32 model, calibrated on the catalogue (demo images when
+# there is none); redone only when its fp32 model changed.
+model-int8: $(STAMP)
+	@for m in $(MODELS)/*.onnx; do case $$m in *-int8.onnx) continue;; esac; \
+		$(PY) -m export.quantize $$m --if-stale \
+			$(if $(CATALOG),--calibration $(CATALOG)) || exit 1; done
+
+# Embedding speed (torch eager, onnxruntime fp32, int8) and int8 agreement.
+bench: $(STAMP)
+	$(PY) -m benchmarks.bench_embed --dev-data $(DEV_DATA)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

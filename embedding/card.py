@@ -25,13 +25,19 @@ class ModelCard:
     variant: str = "fp32"
     versions: dict = field(default_factory=dict)
     card_version: int = CARD_VERSION
+    # A derived variant (int8) names the fp32 model it was made from.
+    base_onnx_sha256: str = ""
 
     @property
     def random_weights(self) -> bool:
         return self.weights_source == "random"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        if not data["base_onnx_sha256"]:
+            # fp32 cards keep the same text, hence the same identity, as before.
+            del data["base_onnx_sha256"]
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def sha256(self) -> str:
         """Identity of the model: changes whenever the ONNX file or its feeding does."""
@@ -40,6 +46,33 @@ class ModelCard:
 
 class ModelCardError(Exception):
     pass
+
+
+VARIANTS = ("fp32", "int8")
+VARIANT_VARIABLE = "MODEL_VARIANT"
+
+
+def chosen_variant(environ=os.environ) -> str:
+    """The model variant the index builder and the service use: MODEL_VARIANT,
+    fp32 when unset."""
+    variant = environ.get(VARIANT_VARIABLE, "").strip() or "fp32"
+    if variant not in VARIANTS:
+        raise ModelCardError(
+            f"{VARIANT_VARIABLE}={variant!r} is not a model variant: "
+            f"choose one of {', '.join(VARIANTS)}"
+        )
+    return variant
+
+
+def model_path_for(models_dir: Path, backbone: str, variant: str = "fp32") -> Path:
+    """Where a backbone's model of a given variant lives: ``<backbone>.onnx`` for
+    fp32, ``<backbone>-<variant>.onnx`` otherwise."""
+    if variant not in VARIANTS:
+        raise ModelCardError(
+            f"unknown model variant {variant!r}: choose one of {', '.join(VARIANTS)}"
+        )
+    suffix = "" if variant == "fp32" else f"-{variant}"
+    return Path(models_dir) / f"{backbone}{suffix}.onnx"
 
 
 def card_path(model_path: Path) -> Path:
