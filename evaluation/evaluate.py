@@ -23,12 +23,16 @@ def label_column(items: dict, name: str) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def evaluate(vectors: np.ndarray, items: dict, collapse: bool = False) -> dict:
+def evaluate(
+    vectors: np.ndarray, items: dict, collapse: bool = False, search=None
+) -> dict:
     """Leave-one-out retrieval quality of ``vectors`` labelled by ``items``.
 
     Items without an articleType are neither queries nor candidates: nothing
     could say whether they are right. With ``collapse``, byte-identical copies
     appear once among the candidates (the lowest row stands for the group).
+    ``search`` replaces the plain nearest-neighbour search when the catalogue
+    side is not simply ``vectors`` (same signature as ``metrics.neighbours``).
     """
     ids = list(items["id"])
     article = label_column(items, "articleType")
@@ -36,7 +40,7 @@ def evaluate(vectors: np.ndarray, items: dict, collapse: bool = False) -> dict:
     groups = metrics.group_ids(items.get("sha256", [""] * len(ids)))
     candidates = labelled & metrics.first_of_group(groups) if collapse else labelled
     queries = np.flatnonzero(labelled)
-    rows, dist = metrics.neighbours(vectors, K, groups, queries, candidates)
+    rows, dist = (search or metrics.neighbours)(vectors, K, groups, queries, candidates)
 
     overall = {}
     per_query = {}

@@ -86,7 +86,7 @@ def neighbours(
         d = c_norms[None, :] - 2 * x32[block] @ cx.T  # + |q|^2, same for the row
         d[groups[block][:, None] == c_groups[None, :]] = np.inf
         for i, (q, approx) in enumerate(zip(block, d, strict=True)):
-            shortlist = cand_rows[_smallest(approx, k + MARGIN)]
+            shortlist = cand_rows[smallest(approx, k + MARGIN)]
             exact = ((x[shortlist] - x[q]) ** 2).sum(axis=1)
             order = np.lexsort((shortlist, exact))[:k]
             out_rows[start + i, : len(order)] = shortlist[order]
@@ -94,7 +94,7 @@ def neighbours(
     return out_rows, out_dist
 
 
-def _smallest(dist: np.ndarray, k: int) -> np.ndarray:
+def smallest(dist: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k smallest finite values, by (value, position)."""
     finite = np.flatnonzero(np.isfinite(dist))
     if len(finite) > k:

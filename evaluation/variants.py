@@ -29,19 +29,23 @@ from embedding.card import read_card
 from embedding.model import Embedder
 from embedding.preprocess import Recipe, load
 
+from .augmented import AugmentedSearch
 from .catalogue import read_catalogue
 from .evaluate import evaluate
+from .metrics import group_ids
 
 log = logging.getLogger("evaluation.variants")
 
 BATCH = 64
 GEM_P = 3.0
-WHITEN_DIMS = (128, 256, 512)
+WHITEN_DIMS = (256, 512, 768)
 TIMING_IMAGES = 128
 TIMING_REPEATS = 5
 COST_LIMIT = 1.3
 TIE = 0.002  # P@5 differences this small go to the cheaper variant
 NAIVE = "squash 224x224"
+DEFAULT = "pad 256x192 (3:4)"  # the recipe indexes are built with
+CROPPED = "crop + pad 256x192 (3:4)"
 FLIPPED = "pad 224x168 (3:4)"  # the recipe also embedded mirrored
 RECIPES = {
     NAIVE: Recipe(224, 224, "squash"),
@@ -49,8 +53,19 @@ RECIPES = {
     FLIPPED: Recipe(224, 168, "pad"),
     # The same pixel count as 224x224, in the catalogue's 3:4 shape.
     "pad 256x192 (3:4)": Recipe(256, 192, "pad"),
+    CROPPED: Recipe(256, 192, "pad", crop=True),
 }
 WHITEN_POWER = 0.5
+NAMES = {DEFAULT: "native 3:4 input 256x192"}
+DEFAULT_WHITEN_DIM = 512  # what indexes are built with
+# Database-side augmentation (k neighbours, weight exponent) and query
+# expansion (answers added to the query, weight exponent) tried on top of it.
+AUGMENTATIONS = [
+    ("DBA k=5 a=3", 5, 3.0, 0, 3.0),
+    ("DBA k=10 a=2", 10, 2.0, 0, 3.0),
+    ("query expansion 2", 0, 1.0, 2, 3.0),
+    ("DBA k=10 a=2 + query expansion 2", 10, 2.0, 2, 3.0),
+]
 
 
 @dataclass
@@ -61,6 +76,7 @@ class Variant:
     flip: bool = False
     whiten_dim: int = 0
     collapse: bool = False
+    expand: int = 0  # query expansion: one more catalogue search per query
     default_ready: bool = True  # runs with the exported default graph
     scores: dict = field(default_factory=dict)
     cost: float = 0.0  # embedding time relative to the naive baseline
@@ -96,6 +112,15 @@ def embed_all(session, paths, recipe, card, mirror: bool) -> dict[str, np.ndarra
             rate = done / (time.perf_counter() - started)
             log.info("%s: %d/%d images (%.0f img/s)", recipe, done, len(paths), rate)
     return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def cache_key(card, recipe: Recipe, mirror: bool, count: int) -> str:
+    """What an embedding file depends on. Recipes without cropping keep the
+    spelling they had before cropping existed, so their cached files stay valid."""
+    spelt = repr(recipe)
+    if not recipe.crop:
+        spelt = spelt.replace(", crop=False", "")
+    return f"{card.sha256()}|{spelt}|{mirror}|{count}"
 
 
 def cached_embeddings(cache: Path, key: str, compute) -> dict[str, np.ndarray]:
@@ -166,7 +191,7 @@ def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
         )
         vectors = {}
         for name, recipe in RECIPES.items():
-            key = f"{card.sha256()}|{recipe}|{name == FLIPPED}|{len(paths)}"
+            key = cache_key(card, recipe, name == FLIPPED, len(paths))
             vectors[name] = cached_embeddings(
                 cache,
                 key,
@@ -181,9 +206,13 @@ def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
         variants, embeddings = define_variants(vectors, flip_avg)
         for v in variants:
             score(v, embeddings[v.name], items)
-        # PCA-whitening (with power normalisation) on the best plain recipes.
-        plain = [v for v in variants if v.pooling == "avg" and not v.collapse]
-        top = sorted(plain, key=lambda v: -v.scores["p@5"])[:2]
+        # PCA-whitening (with power normalisation) on the default recipe, with
+        # and without cropping.
+        top = [
+            v
+            for v in variants
+            if v.recipe in (DEFAULT, CROPPED) and v.pooling == "avg" and not v.collapse
+        ]
         whitenings = {}
         for v in top:
             key = "flip" if v.flip else v.recipe
@@ -195,6 +224,15 @@ def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
                 embeddings[name] = w.apply(sources[key])
                 whitenings[name] = w
                 score(whitened, embeddings[name], items)
+        # Without power normalisation, for comparison.
+        name = f"{NAMES[DEFAULT]} + PCA-whitening to {DEFAULT_WHITEN_DIM}, no power"
+        v = Variant(name, DEFAULT, whiten_dim=DEFAULT_WHITEN_DIM)
+        variants.append(v)
+        w = whiten.fit(sources[DEFAULT], DEFAULT_WHITEN_DIM)
+        score(v, w.apply(sources[DEFAULT]), items)
+        for dim in (DEFAULT_WHITEN_DIM, max(WHITEN_DIMS)):
+            name = f"{NAMES[DEFAULT]} + PCA-whitening to {dim}"
+            variants += augmented_variants(name, embeddings[name], items, dim)
         best = max((v for v in variants if v.whiten_dim), key=lambda v: v.scores["p@5"])
         v = Variant(
             f"{best.name} + duplicate collapse",
@@ -207,16 +245,45 @@ def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
         score(v, embeddings[best.name], items)
 
         timing_paths = paths[:: max(1, len(paths) // TIMING_IMAGES)][:TIMING_IMAGES]
+        default = f"{NAMES[DEFAULT]} + PCA-whitening to {DEFAULT_WHITEN_DIM}"
         seconds = time_pipelines(
-            model_path, features_path, timing_paths, whitenings[best.name]
+            model_path, features_path, timing_paths, whitenings[default]
         )
+        seconds["expand"] = time_search(embeddings[default])
     assign_costs(variants, seconds)
     write_results(out, variants, seconds, card, len(paths), items)
     return variants
 
 
-def score(v: Variant, vectors: np.ndarray, items: dict) -> None:
-    v.scores = evaluate(vectors, items, collapse=v.collapse)["overall"]["articleType"]
+def augmented_variants(base: str, vectors, items, dim) -> list[Variant]:
+    """DBA and query expansion on top of a whitened pipeline, scored honestly
+    (see ``evaluation.augmented``)."""
+    groups = group_ids(items["sha256"])
+    out = []
+    for label, k, alpha, expand, expand_alpha in AUGMENTATIONS:
+        v = Variant(f"{base} + {label}", DEFAULT, whiten_dim=dim, expand=expand)
+        search = AugmentedSearch(vectors, k, alpha, groups, expand, expand_alpha)
+        score(v, vectors, items, search)
+        out.append(v)
+    return out
+
+
+def time_search(catalogue: np.ndarray) -> float:
+    """Seconds per query of one exact search of the whole catalogue (what query
+    expansion adds), median of repeats."""
+    queries = catalogue[:TIMING_IMAGES]
+    times = []
+    for _ in range(TIMING_REPEATS):
+        started = time.perf_counter()
+        for q in queries:
+            np.argpartition(-(catalogue @ q), 5)[:5]
+        times.append((time.perf_counter() - started) / len(queries))
+    return statistics.median(times)
+
+
+def score(v: Variant, vectors: np.ndarray, items: dict, search=None) -> None:
+    scores = evaluate(vectors, items, collapse=v.collapse, search=search)
+    v.scores = scores["overall"]["articleType"]
     log.info("%-50s articleType P@5 %.4f", v.name, v.scores["p@5"])
 
 
@@ -243,7 +310,11 @@ def define_variants(vectors, flip_avg):
             vectors["pad 224x224"]["avg"],
         ),
         (Variant("native 3:4 input 224x168", FLIPPED), three_four["avg"]),
-        (Variant("native 3:4 input 256x192", "pad 256x192 (3:4)"), big["avg"]),
+        (Variant(NAMES[DEFAULT], DEFAULT), big["avg"]),
+        (
+            Variant("crop to content + 3:4 input 256x192", CROPPED),
+            vectors[CROPPED]["avg"],
+        ),
         (
             Variant("3:4 224x168 + horizontal-flip averaging", FLIPPED, flip=True),
             flip_avg,
@@ -287,6 +358,8 @@ def assign_costs(variants, seconds) -> None:
             total += extra["gem"]
         if v.whiten_dim:
             total += extra["whiten"]
+        if v.expand:
+            total += seconds["expand"]
         v.cost = round(total / base, 3)
 
 
