@@ -233,7 +233,8 @@ def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
         for dim in (DEFAULT_WHITEN_DIM, max(WHITEN_DIMS)):
             name = f"{NAMES[DEFAULT]} + PCA-whitening to {dim}"
             variants += augmented_variants(name, embeddings[name], items, dim)
-        best = max((v for v in variants if v.whiten_dim), key=lambda v: v.scores["p@5"])
+        whitened = [v for v in variants if v.whiten_dim and v.name in embeddings]
+        best = max(whitened, key=lambda v: v.scores["p@5"])
         v = Variant(
             f"{best.name} + duplicate collapse",
             best.recipe,
