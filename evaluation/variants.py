@@ -3,15 +3,15 @@
     python -m evaluation.variants DEV_DIR [--model models/mobilenet_v2.onnx]
 
 Embeds the catalogue with each input recipe (squash, pad to square, native 3:4,
-mirror averaging), pools the same feature maps by average and by GeM, tries
-PCA-whitening fitted on the catalogue and duplicate collapse, scores all with the
-leave-one-out evaluation and times each pipeline on the same images in the same
-run (median of repeats, so other load on the machine cancels out in the ratios).
-Writes ``variants.json`` and ``variants.md`` in ``--out``.
+crop to content, mirror averaging), pools the same feature maps by average and
+by GeM, tries PCA-whitening fitted on the catalogue, database-side augmentation,
+query expansion and duplicate collapse, scores all with the leave-one-out
+evaluation and times each pipeline on the same images in the same run (median
+of repeats, so other load on the machine cancels out in the ratios). Writes
+``variants.json`` and ``variants.md`` in ``--out``.
 """
 
 import argparse
-import hashlib
 import json
 import logging
 import statistics
@@ -31,13 +31,12 @@ from embedding.preprocess import Recipe, load
 
 from .augmented import AugmentedSearch
 from .catalogue import read_catalogue
+from .embed_cache import cache_key, cached_embeddings, embed_all, gem, unit
 from .evaluate import evaluate
 from .metrics import group_ids
 
 log = logging.getLogger("evaluation.variants")
 
-BATCH = 64
-GEM_P = 3.0
 WHITEN_DIMS = (256, 512, 768)
 TIMING_IMAGES = 128
 TIMING_REPEATS = 5
@@ -56,6 +55,7 @@ RECIPES = {
     CROPPED: Recipe(256, 192, "pad", crop=True),
 }
 WHITEN_POWER = 0.5
+STRONG_POWER = 0.25
 NAMES = {DEFAULT: "native 3:4 input 256x192"}
 DEFAULT_WHITEN_DIM = 512  # what indexes are built with
 # Database-side augmentation (k neighbours, weight exponent) and query
@@ -80,57 +80,6 @@ class Variant:
     default_ready: bool = True  # runs with the exported default graph
     scores: dict = field(default_factory=dict)
     cost: float = 0.0  # embedding time relative to the naive baseline
-
-
-def gem(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
-    """Generalised-mean pooling of (N, C, h, w) maps -> unit (N, C) vectors."""
-    pooled = np.mean(np.maximum(features, 1e-6) ** p, axis=(2, 3)) ** (1.0 / p)
-    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def embed_all(session, paths, recipe, card, mirror: bool) -> dict[str, np.ndarray]:
-    """Average- and GeM-pooled embeddings of every image (and of its mirror)."""
-    out: dict[str, list] = {"avg": [], "gem": [], "avg_mirror": [], "gem_mirror": []}
-    started = time.perf_counter()
-    for start in range(0, len(paths), BATCH):
-        batch = np.stack(
-            [load(p, recipe, card.mean, card.std) for p in paths[start : start + BATCH]]
-        )
-        inputs = [("", batch)] + ([("_mirror", batch[..., ::-1])] if mirror else [])
-        for suffix, x in inputs:
-            pooled, features = session.run(
-                ["embedding", "features"], {"pixels": np.ascontiguousarray(x)}
-            )
-            out["avg" + suffix].append(pooled)
-            out["gem" + suffix].append(gem(features))
-        if start // BATCH % 20 == 0:
-            done = min(start + BATCH, len(paths))
-            rate = done / (time.perf_counter() - started)
-            log.info("%s: %d/%d images (%.0f img/s)", recipe, done, len(paths), rate)
-    return {k: np.concatenate(v) for k, v in out.items() if v}
-
-
-def cache_key(card, recipe: Recipe, mirror: bool, count: int) -> str:
-    """What an embedding file depends on. Recipes without cropping keep the
-    spelling they had before cropping existed, so their cached files stay valid."""
-    spelt = repr(recipe)
-    if not recipe.crop:
-        spelt = spelt.replace(", crop=False", "")
-    return f"{card.sha256()}|{spelt}|{mirror}|{count}"
-
-
-def cached_embeddings(cache: Path, key: str, compute) -> dict[str, np.ndarray]:
-    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    if path.exists():
-        with np.load(path) as data:
-            return dict(data)
-    result = compute()
-    np.savez(path, **result)
-    return result
 
 
 def time_pipelines(model_path, features_path, paths, whitening) -> dict[str, float]:
@@ -233,6 +182,16 @@ def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
         for dim in (DEFAULT_WHITEN_DIM, max(WHITEN_DIMS)):
             name = f"{NAMES[DEFAULT]} + PCA-whitening to {dim}"
             variants += augmented_variants(name, embeddings[name], items, dim)
+        # A stronger power normalisation (fourth root), alone and with both.
+        dim = max(WHITEN_DIMS)
+        name = f"{NAMES[DEFAULT]} + PCA-whitening to {dim}, power {STRONG_POWER}"
+        v = Variant(name, DEFAULT, whiten_dim=dim)
+        strong = whiten.fit(sources[DEFAULT], dim, power=STRONG_POWER)
+        score(v, strong.apply(sources[DEFAULT]), items)
+        variants.append(v)
+        variants += augmented_variants(
+            name, strong.apply(sources[DEFAULT]), items, dim, AUGMENTATIONS[-1:]
+        )
         whitened = [v for v in variants if v.whiten_dim and v.name in embeddings]
         best = max(whitened, key=lambda v: v.scores["p@5"])
         v = Variant(
@@ -256,12 +215,14 @@ def run(dev_dir: Path, model_path: Path, out: Path) -> list[Variant]:
     return variants
 
 
-def augmented_variants(base: str, vectors, items, dim) -> list[Variant]:
+def augmented_variants(
+    base: str, vectors, items, dim, augmentations=AUGMENTATIONS
+) -> list[Variant]:
     """DBA and query expansion on top of a whitened pipeline, scored honestly
     (see ``evaluation.augmented``)."""
     groups = group_ids(items["sha256"])
     out = []
-    for label, k, alpha, expand, expand_alpha in AUGMENTATIONS:
+    for label, k, alpha, expand, expand_alpha in augmentations:
         v = Variant(f"{base} + {label}", DEFAULT, whiten_dim=dim, expand=expand)
         search = AugmentedSearch(vectors, k, alpha, groups, expand, expand_alpha)
         score(v, vectors, items, search)
