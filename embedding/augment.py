@@ -69,3 +69,13 @@ def augment(
         return x.copy()
     rows, sims = neighbour_lists(x, k, groups)
     return combine(x, x, rows, sims, alpha)
+
+
+def expand_query(
+    query: np.ndarray, answers: np.ndarray, similarities: np.ndarray, alpha=3.0
+) -> np.ndarray:
+    """Query expansion: the (d,) query plus its first (m, d) answers from the
+    index, weighted by max(similarity, 0) ** alpha, as a unit vector to search
+    again with. With unit vectors, similarity = 1 - squared L2 distance / 2."""
+    total = np.asarray(query, np.float64) + weights(similarities, alpha) @ answers
+    return (total / (np.linalg.norm(total) + 1e-12)).astype(np.float32)

@@ -13,7 +13,7 @@ own raw vectors, as a shopper's photo would.
 
 import numpy as np
 
-from embedding.augment import combine, neighbour_lists
+from embedding.augment import combine, expand_query, neighbour_lists
 
 from .metrics import smallest
 
@@ -86,9 +86,8 @@ class AugmentedSearch:
                 hit = np.flatnonzero(affected == row)
                 if len(hit):
                     answers[j] = redone[hit[0]]
-            w = np.maximum(sims[i, top], 0.0) ** self.expand_alpha
-            out[i] += w @ answers
-        return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)
+            out[i] = expand_query(out[i], answers, sims[i, top], self.expand_alpha)
+        return out
 
     def __call__(self, vectors, k, groups, queries, candidates):
         """Same contract as ``metrics.neighbours``; ``vectors`` must be the raw

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from embedding.augment import augment, neighbour_lists
+from embedding.augment import augment, expand_query, neighbour_lists
 from evaluation.augmented import AugmentedSearch
 from evaluation.metrics import neighbours
 
@@ -98,3 +98,9 @@ def test_without_augmentation_the_search_equals_plain_leave_one_out():
     )
     plain, _ = neighbours(x, 4, groups)
     assert ours.tolist() == plain.tolist()
+
+
+def test_query_expansion_adds_answers_weighted_by_similarity_cubed():
+    answers = np.stack([B, C])
+    out = expand_query(A, answers, np.array([0.5, -0.2]), alpha=3.0)
+    assert np.allclose(out, unit(A + 0.125 * B), atol=1e-6)
