@@ -50,7 +50,7 @@ RECIPES = {
     # The same pixel count as 224x224, in the catalogue's 3:4 shape.
     "pad 256x192 (3:4)": Recipe(256, 192, "pad"),
 }
-WHITEN_POWER = 0.5
+WHITEN_POWER = whiten.DEFAULT_POWER
 
 
 @dataclass
