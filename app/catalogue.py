@@ -100,6 +100,12 @@ class Catalogue:
             self._unfiltered = rows
         return rows
 
+    def query_vectors(self, embeddings: np.ndarray) -> np.ndarray:
+        """Model embeddings -> vectors to search this index with: through its
+        whitening when it has one, as the stored vectors went."""
+        whitening = self.stored.whitening
+        return whitening.apply(embeddings) if whitening else embeddings
+
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray) -> list[list[Hit]]:
         """Exact L2 search restricted to ``rows``; k hits whenever k rows exist."""
         index = self.stored.index

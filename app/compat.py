@@ -33,6 +33,12 @@ def describe(card_sha: str, backbone, dim) -> str:
     return f"{backbone}, {dim}-d, card {str(card_sha)[:12]}"
 
 
+def model_dim(manifest: dict):
+    """The dimension of the model's own vectors: ``model_dim``, or for an index
+    stored without whitening (before it was recorded) ``embedding_dim``."""
+    return manifest.get("model_dim", manifest.get("embedding_dim"))
+
+
 def model_path_for(manifest: dict, models_dir: Path) -> Path:
     name = manifest.get("model_file")
     if not name or Path(name).name != name:
@@ -56,13 +62,13 @@ def check_model(manifest: dict, models_dir: Path) -> tuple[Path, ModelCard]:
     wanted = describe(
         manifest.get("model_card_sha256"),
         manifest.get("backbone"),
-        manifest.get("embedding_dim"),
+        model_dim(manifest),
     )
     found = describe(card.sha256(), card.backbone, card.embedding_dim)
     if (
         card.sha256() != manifest.get("model_card_sha256")
         or card.backbone != manifest.get("backbone")
-        or card.embedding_dim != manifest.get("embedding_dim")
+        or card.embedding_dim != model_dim(manifest)
     ):
         raise SetupError(
             f"the index was built with model ({wanted}) but {path} is ({found}): "
@@ -78,7 +84,7 @@ def check_same_model(manifest: dict, card: ModelCard) -> None:
     wanted = describe(
         manifest.get("model_card_sha256"),
         manifest.get("backbone"),
-        manifest.get("embedding_dim"),
+        model_dim(manifest),
     )
     running = describe(card.sha256(), card.backbone, card.embedding_dim)
     raise SetupError(

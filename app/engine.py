@@ -2,7 +2,9 @@
 
 Each worker loads them itself (after gunicorn forks), checks on a short
 interval whether the index link now points at another build, and swaps in the
-new build only when it loads completely and was made with the same model.
+new build only when it loads completely (its whitening included) and was made
+with the same model. Query embeddings go through the index's whitening, when it
+has one, so that they are searched in the same space as the stored vectors.
 Requests keep a reference to the catalogue they started with, so a swap never
 fails a request in flight.
 """
@@ -148,7 +150,7 @@ class Engine:
         images = [self.decode(name, blob).image for name, blob in data]
         batch = np.stack([embedder.prepare(image) for image in images])
         decoded = time.perf_counter()
-        vectors = embedder.embed(batch)
+        vectors = catalogue.query_vectors(embedder.embed(batch))
         embedded = time.perf_counter()
         hits = catalogue.search(vectors, k, catalogue.allowed_rows(filters))
         searched = time.perf_counter()
@@ -180,7 +182,7 @@ def warm_up(embedder: Embedder, catalogue: Catalogue) -> None:
     up its buffers, and the index's pages are mapped in, off the request path."""
     recipe = embedder.recipe
     pixels = np.zeros((1, 3, recipe.height, recipe.width), dtype=np.float32)
-    vector = embedder.embed(pixels)
+    vector = catalogue.query_vectors(embedder.embed(pixels))
     catalogue.search(vector, 1, catalogue.allowed_rows({}))
 
 

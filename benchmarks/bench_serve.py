@@ -1,9 +1,10 @@
 """Search latency over real HTTP against gunicorn, beside model-only and
 search-only times measured in the same run, and resident memory by worker count.
 
-The index has 44k items of random unit vectors (its size is what matters for
-search time and memory); the queries are real catalogue photos when
-../shared/data/fashion-dev is present, else generated demo images.
+The index has 44k items of random unit vectors, whitened as the builder whitens
+a catalogue that large (its size is what matters for search time and memory);
+the queries are real catalogue photos when ../shared/data/fashion-dev is
+present, else generated demo images.
 
     python benchmarks/bench_serve.py [--data DIR] [--models DIR]
 """
@@ -27,10 +28,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from embedding import whiten  # noqa: E402
 from embedding.card import read_card  # noqa: E402
 from embedding.model import Embedder, default_recipe  # noqa: E402
 from embedding.preprocess import open_image  # noqa: E402
 from index_builder import store  # noqa: E402
+from index_builder.build import DEFAULT_WHITEN_DIM, fit_whitening  # noqa: E402
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 STYLE_VALUES = {"articleType": ["Tshirts", "Shirts", "Casual Shoes", "Watches"]}
@@ -84,11 +87,16 @@ def query_images(data: Path, count: int, scratch: Path) -> tuple[Path, list[byte
     return data, [p.read_bytes() for p in images[::step][:count]]
 
 
-def build_random_index(link: Path, model: Path, items: int, source: Path) -> None:
+def build_random_index(link: Path, model: Path, items: int, source: Path) -> int:
+    """A 44k-item index stored the way the builder stores one that large:
+    model-sized random vectors, PCA-whitened to the builder's default
+    dimension. Returns the stored dimension."""
     card = read_card(model)
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((items, card.embedding_dim), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    raw = rng.standard_normal((items, card.embedding_dim), dtype=np.float32)
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    whitening, _ = fit_whitening(raw, DEFAULT_WHITEN_DIM)
+    vectors = whitening.apply(raw)
     names = sorted(p.name for p in (source / "images").glob("*.jpg"))
     columns = {name: [""] * items for name in store.STYLE_COLUMNS}
     columns["articleType"] = [STYLE_VALUES["articleType"][i % 4] for i in range(items)]
@@ -99,20 +107,23 @@ def build_random_index(link: Path, model: Path, items: int, source: Path) -> Non
         "dup_of": [""] * items,
         **columns,
     }
+    folder = store.build_dir_for(link)
     manifest = {
         "backbone": card.backbone,
-        "embedding_dim": card.embedding_dim,
+        "embedding_dim": int(vectors.shape[1]),
+        "model_dim": card.embedding_dim,
+        whiten.MANIFEST_KEY: whiten.save_with_index(whitening, folder),
         "model_card_sha256": card.sha256(),
         "model_file": model.name,
         "variant": card.variant,
         "recipe": default_recipe(card).to_dict(),
         "source": str(source),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        "note": "benchmark: random unit vectors",
+        "note": "benchmark: random unit vectors, whitened",
     }
-    folder = store.build_dir_for(link)
-    store.write_build(folder, vectors, table, manifest)
+    store.write_build(folder, vectors, table, manifest, raw=raw)
     store.publish(folder, link)
+    return int(vectors.shape[1])
 
 
 # ---- in-process baselines ------------------------------------------------------
@@ -283,11 +294,12 @@ def main(argv=None) -> int:
         report["queries"] = f"{len(queries)} photos from {source}"
         link = scratch / "indexes" / "bench"
         t0 = time.perf_counter()
-        build_random_index(link, model, args.items, source)
+        dim = build_random_index(link, model, args.items, source)
         report["index"] = {
             "items": args.items,
-            "dim": card.embedding_dim,
-            "vectors_mb": round(args.items * card.embedding_dim * 4 / 2**20),
+            "dim": dim,
+            "model_dim": card.embedding_dim,
+            "vectors_mb": round(args.items * dim * 4 / 2**20),
             "build_s": round(time.perf_counter() - t0, 1),
         }
         print(
@@ -298,7 +310,7 @@ def main(argv=None) -> int:
 
         report["model_only"] = model_only(model, queries, cores)
         report["model_only_1_thread"] = model_only(model, queries, 1)
-        report["search_only"] = search_only(link, card.embedding_dim)
+        report["search_only"] = search_only(link, dim)
         print("model only:", report["model_only"], flush=True)
         print("model only, 1 thread:", report["model_only_1_thread"], flush=True)
         print("search only (1 thread):", report["search_only"], flush=True)

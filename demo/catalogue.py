@@ -5,20 +5,11 @@ import json
 import random
 from pathlib import Path
 
+from index_builder.store import STYLE_COLUMNS
+
 from .draw import ARTICLES, COLOURS, PATTERNS, draw_item
 
-COLUMNS = (
-    "id",
-    "gender",
-    "masterCategory",
-    "subCategory",
-    "articleType",
-    "baseColour",
-    "season",
-    "year",
-    "usage",
-    "productDisplayName",
-)
+COLUMNS = ("id", *STYLE_COLUMNS)  # the Kaggle styles.csv header
 MARKER = "demo.json"  # tells the service that this catalogue is generated
 FIRST_ID = 10001
 BRANDS = ("Northwind", "Lumen", "Kestrel", "Marlow", "Tidewater", "Orchard")

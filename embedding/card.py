@@ -75,6 +75,15 @@ def model_path_for(models_dir: Path, backbone: str, variant: str = "fp32") -> Pa
     return Path(models_dir) / f"{backbone}{suffix}.onnx"
 
 
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def card_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 

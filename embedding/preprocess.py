@@ -56,7 +56,12 @@ class Recipe:
             raise ValueError(f"input size {self.height}x{self.width} is out of range")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields stored in an index manifest; ``crop`` only when it is on,
+        so manifests of recipes without it read the same as before it existed."""
+        fields = asdict(self)
+        if not self.crop:
+            del fields["crop"]
+        return fields
 
 
 def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

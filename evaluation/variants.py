@@ -54,7 +54,7 @@ RECIPES = {
     "pad 256x192 (3:4)": Recipe(256, 192, "pad"),
     CROPPED: Recipe(256, 192, "pad", crop=True),
 }
-WHITEN_POWER = 0.5
+WHITEN_POWER = whiten.DEFAULT_POWER
 STRONG_POWER = 0.25
 NAMES = {DEFAULT: "native 3:4 input 256x192"}
 DEFAULT_WHITEN_DIM = 512  # what indexes are built with

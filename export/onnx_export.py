@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embedding.card import ModelCard, card_path, write_atomically
+from embedding.card import ModelCard, card_path, sha256_of, write_atomically
 
 from .networks import build
-from .weights import Weights, load_strict, sha256_of
+from .weights import Weights, load_strict
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ writes models/<backbone>-int8.onnx and its model card.
 """
 
 import argparse
-import hashlib
 import logging
 import os
 import sys
@@ -31,6 +30,7 @@ from embedding.card import (
     card_path,
     model_path_for,
     read_card,
+    sha256_of,
     write_atomically,
 )
 from embedding.preprocess import ImageError, Recipe, open_image, prepare
@@ -49,15 +49,6 @@ DEFAULT_COUNT = 300
 
 class QuantizeError(Exception):
     pass
-
-
-def sha256_of(path: Path) -> str:
-    # Not export.weights' copy: that module imports torch, which takes seconds.
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def strip_identities(model: onnx.ModelProto) -> int:

@@ -1,6 +1,5 @@
 """Where a backbone's ImageNet weights come from, and loading them strictly."""
 
-import hashlib
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -8,6 +7,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from embedding.card import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,6 @@ class Weights:
     location: str  # path or URL; empty for random weights
     sha256: str
     state_dict: dict | None  # None means keep the random initialisation
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict:

@@ -5,9 +5,15 @@ import logging
 import sys
 from pathlib import Path
 
-from embedding.card import ModelCardError, read_card
+from embedding.card import (
+    VARIANT_VARIABLE,
+    ModelCardError,
+    chosen_variant,
+    model_path_for,
+    read_card,
+)
 
-from .build import DEFAULT_BATCH_SIZE, BuildError, build_index
+from .build import DEFAULT_BATCH_SIZE, DEFAULT_WHITEN_DIM, BuildError, build_index
 from .catalogue import CatalogueError
 
 log = logging.getLogger("index_builder")
@@ -32,7 +38,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="embed every image again instead of reusing unchanged ones",
     )
     parser.add_argument(
-        "--model", type=Path, help="the .onnx model (default: the one in models/)"
+        "--model",
+        type=Path,
+        help=f"the .onnx model (default: the {VARIANT_VARIABLE} variant, fp32 when "
+        "unset, of the backbone in models/)",
+    )
+    parser.add_argument(
+        "--whiten-dim",
+        type=int,
+        default=DEFAULT_WHITEN_DIM,
+        help="PCA-whiten the stored vectors to N dimensions, fitted on the "
+        "catalogue (fewer when it is too small) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-whiten",
+        action="store_true",
+        help="store the model's vectors as they are",
     )
     parser.add_argument(
         "--threads", type=int, help="onnxruntime threads (default: all cores)"
@@ -41,16 +62,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def default_model(models: Path = Path("models")) -> Path | None:
-    """The fp32 model in ``models/`` (the first one by name when there are several)."""
-    found = sorted(models.glob("*.onnx"))
-    for path in found:
+def default_model(models: Path = Path("models"), environ=None) -> Path | None:
+    """The chosen variant (``MODEL_VARIANT``, fp32 when unset) of the backbone of
+    the fp32 model in ``models/`` (the first one by name when there are several).
+
+    Raises:
+        ModelCardError: ``MODEL_VARIANT`` names no variant.
+    """
+    variant = chosen_variant() if environ is None else chosen_variant(environ)
+    for path in sorted(models.glob("*.onnx")):
         try:
-            if read_card(path).variant == "fp32":
-                return path
+            card = read_card(path)
         except ModelCardError:
             continue
-    return found[0] if found else None
+        if card.variant == "fp32":
+            return model_path_for(models, card.backbone, variant)
+    return None
 
 
 def main(argv=None) -> int:
@@ -68,10 +95,18 @@ def main(argv=None) -> int:
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return 2
-    model = args.model or default_model()
+    if args.whiten_dim < 1:
+        print("error: --whiten-dim must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        model = args.model or default_model()
+    except ModelCardError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if model is None or not model.is_file():
         print(
-            f"error: no model at {model or 'models/*.onnx'}: run 'make model' first",
+            f"error: no model at {model or 'models/*.onnx'}: run 'make model' first "
+            f"(with {VARIANT_VARIABLE}=int8 set, 'make model VARIANT=int8')",
             file=sys.stderr,
         )
         return 2
@@ -86,6 +121,7 @@ def main(argv=None) -> int:
             full=args.full,
             threads=args.threads,
             progress=not args.no_progress,
+            whiten_dim=0 if args.no_whiten else args.whiten_dim,
         )
     except (CatalogueError, ModelCardError, BuildError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -6,8 +6,15 @@ evaluation.
 is replaced with one atomic rename, so a reader sees either the old index or the
 new one, never a half-written one. A build folder holds:
 
-- ``index.faiss``: an ``IndexFlatL2`` over the unit-length embeddings; row ``i``
-  is item ``i``.
+- ``index.faiss``: an ``IndexFlatL2`` over the unit-length vectors the service
+  searches (whitened when the manifest has a ``whitening`` entry); row ``i`` is
+  item ``i``.
+- ``whiten.npz`` (when whitened): the PCA-whitening fitted on this catalogue,
+  which queries go through before the search (``embedding/whiten.py``).
+- ``raw.npy`` (when whitened): the model's own unit float32 embeddings, row ``i``
+  for item ``i``. The next build reuses them for unchanged images and fits the
+  whitening again; float32 so that a reused vector is bit for bit the one the
+  model gave, and an incremental build fits the same whitening as a full one.
 - ``items.json``: the items' metadata as columns (``{"id": [...], ...}``). Columns
   load with the standard library in tens of milliseconds for 44k items and turn
   straight into numpy arrays for filtering, with no extra dependency.
@@ -25,10 +32,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from embedding import whiten
+
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.json"
 MANIFEST_FILE = "manifest.json"
+RAW_FILE = "raw.npy"
 KEEP_BUILDS = 2  # the live build and the one before it
 # Columns every index has; catalogue metadata columns come after them.
 BASE_COLUMNS = ("id", "path", "sha256", "dup_of")
@@ -55,6 +65,7 @@ class StoredIndex:
     index: faiss.Index
     items: dict[str, list]
     manifest: dict
+    whitening: whiten.Whitening | None = None  # what queries go through first
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -64,6 +75,23 @@ class StoredIndex:
         flat = faiss.rev_swig_ptr(self.index.get_xb(), self.index.ntotal * self.index.d)
         return np.asarray(flat).reshape(self.index.ntotal, self.index.d)
 
+    def raw_vectors(self) -> np.ndarray | None:
+        """The model's own embeddings, row ``i`` for item ``i`` (memory-mapped):
+        ``raw.npy`` for a whitened index, the stored vectors for one that is not,
+        None when a whitened index has no readable raw file."""
+        if self.whitening is None:
+            return self.vectors()
+        try:
+            raw = np.load(self.path / RAW_FILE, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        if raw.dtype != np.float32 or raw.shape != (
+            len(self),
+            self.whitening.input_dim,
+        ):
+            return None
+        return raw
+
 
 def build_dir_for(link: Path) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -72,8 +100,15 @@ def build_dir_for(link: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=root))
 
 
-def write_build(folder: Path, vectors: np.ndarray, items: dict, manifest: dict) -> None:
-    """Write a complete build into ``folder`` (not yet live)."""
+def write_build(
+    folder: Path,
+    vectors: np.ndarray,
+    items: dict,
+    manifest: dict,
+    raw: np.ndarray | None = None,
+) -> None:
+    """Write a complete build into ``folder`` (not yet live). ``raw``: the model's
+    embeddings before whitening, kept for the next build."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     count = len(items["id"])
     if vectors.shape[0] != count:
@@ -86,6 +121,10 @@ def write_build(folder: Path, vectors: np.ndarray, items: dict, manifest: dict) 
     index = faiss.IndexFlatL2(vectors.shape[1])
     index.add(vectors)
     faiss.write_index(index, str(folder / INDEX_FILE))
+    if raw is not None:
+        if raw.shape[0] != count:
+            raise ValueError(f"{raw.shape[0]} raw vectors for {count} items")
+        np.save(folder / RAW_FILE, np.ascontiguousarray(raw, dtype=np.float32))
     _write_json(folder / ITEMS_FILE, items)
     manifest = {**manifest, "format_version": FORMAT_VERSION, "item_count": count}
     manifest.setdefault("embedding_dim", int(vectors.shape[1]))
@@ -153,7 +192,27 @@ def read_index(path: Path, mmap: bool = False) -> StoredIndex:
             f"index at {folder} has dimension {index.d}, manifest says "
             f"{manifest.get('embedding_dim')}"
         )
-    return StoredIndex(folder, index, items, manifest)
+    return StoredIndex(
+        folder, index, items, manifest, _read_whitening(folder, manifest)
+    )
+
+
+def _read_whitening(folder: Path, manifest: dict) -> whiten.Whitening | None:
+    """The index's whitening, checked against its manifest and its vectors."""
+    try:
+        whitening = whiten.load_for_index(folder, manifest)
+    except (whiten.WhiteningError, OSError, ValueError, KeyError) as e:
+        raise IndexReadError(f"index at {folder} cannot be read: {e}") from e
+    model_dim = manifest.get("model_dim", manifest.get("embedding_dim"))
+    searched_dim = whitening.dim if whitening else model_dim
+    input_dim = whitening.input_dim if whitening else model_dim
+    if (input_dim, searched_dim) != (model_dim, manifest.get("embedding_dim")):
+        raise IndexReadError(
+            f"index at {folder} is inconsistent: its whitening maps {input_dim}-d "
+            f"model vectors to {searched_dim}-d ones, the manifest says "
+            f"{model_dim}-d and {manifest.get('embedding_dim')}-d"
+        )
+    return whitening
 
 
 def _write_json(path: Path, data) -> None:

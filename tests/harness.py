@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from index_builder.store import STYLE_COLUMNS
+
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {
     "Red": (200, 30, 30),
@@ -51,20 +53,7 @@ def write_catalogue(folder: Path, count: int, seed: int = 0) -> Path:
         rows.append((item_id, "Men", "Apparel", "Topwear", article, colour))
     with open(folder / "styles.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            (
-                "id",
-                "gender",
-                "masterCategory",
-                "subCategory",
-                "articleType",
-                "baseColour",
-                "season",
-                "year",
-                "usage",
-                "productDisplayName",
-            )
-        )
+        writer.writerow(("id", *STYLE_COLUMNS))
         for item_id, gender, master, sub, article, colour in rows:
             writer.writerow(
                 (

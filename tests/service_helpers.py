@@ -16,6 +16,7 @@ import numpy as np
 import requests
 
 from demo.catalogue import generate
+from embedding import whiten
 from embedding.model import Embedder
 from embedding.preprocess import Recipe
 from index_builder import store
@@ -69,9 +70,12 @@ def build_index(
     manifest_extra: dict | None = None,
     vectors: np.ndarray | None = None,
     damage=None,
+    whiten_dim: int = 0,
 ) -> Path:
-    """Embed every image of ``catalogue`` and publish the build at ``link``;
-    ``damage(folder)`` runs on the complete build just before it goes live."""
+    """Embed every image of ``catalogue`` and publish the build at ``link``,
+    PCA-whitened to ``whiten_dim`` dimensions when given (fitted on the distinct
+    images); ``damage(folder)`` runs on the complete build just before it goes
+    live."""
     styles = read_styles(catalogue)
     embedder = _embedder(model, recipe)
     items = {column: [] for column in (*store.BASE_COLUMNS, *store.STYLE_COLUMNS)}
@@ -91,9 +95,19 @@ def build_index(
     if vectors is None:
         vectors = _embed(embedder, tuple(batch))
 
+    folder = store.build_dir_for(link)
+    raw, entry = None, None
+    if whiten_dim:
+        distinct = vectors[[n for n, d in enumerate(items["dup_of"]) if not d]]
+        whitening = whiten.fit(distinct, whiten_dim, power=whiten.DEFAULT_POWER)
+        entry = whiten.save_with_index(whitening, folder)
+        raw, vectors = vectors, whitening.apply(vectors)
+
     manifest = {
         "backbone": embedder.card.backbone,
-        "embedding_dim": embedder.dim,
+        "embedding_dim": vectors.shape[1],
+        "model_dim": embedder.dim,
+        whiten.MANIFEST_KEY: entry,
         "model_card_sha256": embedder.card.sha256(),
         "model_file": embedder.model_path.name,
         "variant": embedder.card.variant,
@@ -105,8 +119,7 @@ def build_index(
         "duplicates": sum(1 for d in items["dup_of"] if d),
         **(manifest_extra or {}),
     }
-    folder = store.build_dir_for(link)
-    store.write_build(folder, vectors, items, manifest)
+    store.write_build(folder, vectors, items, manifest, raw=raw)
     if damage:
         damage(folder)
     store.publish(folder, link)

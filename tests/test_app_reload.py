@@ -51,6 +51,7 @@ def test_an_index_from_another_model_is_refused_and_the_old_one_serves(
         "model_card_sha256": "f" * 64,
         "backbone": "resnet50",
         "embedding_dim": 2048,
+        "model_dim": 2048,
     }
     vectors = np.random.default_rng(0).standard_normal((42, 2048)).astype("float32")
 

@@ -60,3 +60,16 @@ def test_recipes_stored_without_the_crop_field_do_not_crop():
     stored = {"height": 256, "width": 192, "resize": "pad", "flip": False}
     assert Recipe(**stored).crop is False
     assert Recipe().crop is False
+
+
+def test_manifests_name_crop_only_when_it_is_on_and_round_trip():
+    plain, cropped = Recipe(256, 192), Recipe(256, 192, crop=True)
+    assert plain.to_dict() == {
+        "height": 256,
+        "width": 192,
+        "resize": "pad",
+        "flip": False,
+    }
+    assert cropped.to_dict()["crop"] is True
+    assert Recipe(**plain.to_dict()) == plain
+    assert Recipe(**cropped.to_dict()) == cropped

@@ -104,7 +104,7 @@ def test_model_card_describes_the_export(random_model):
     assert card.mean == [0.485, 0.456, 0.406] and card.std == [0.229, 0.224, 0.225]
     assert card.opset == 17
     assert card.versions["torch"] == torch.__version__
-    from export.weights import sha256_of
+    from embedding.card import sha256_of
 
     assert card.onnx_sha256 == sha256_of(random_model)
 
@@ -115,7 +115,7 @@ def test_file_weights_are_recorded_with_their_hash(tmp_path):
     card = export(from_file(None, path), tmp_path / "out")
     assert card.weights_source == "file"
     assert card.weights_location == str(path)
-    from export.weights import sha256_of
+    from embedding.card import sha256_of
 
     assert card.weights_sha256 == sha256_of(path)
     assert not card.random_weights

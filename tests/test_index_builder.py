@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedding.card import read_card
+from embedding import whiten
+from embedding.card import ModelCardError, read_card
 from embedding.model import Embedder
+from index_builder import build as build_module
 from index_builder import store
-from index_builder.__main__ import main
-from index_builder.build import build_index, read_skips
+from index_builder.__main__ import default_model, main
+from index_builder.build import build_index, read_skips, whitening_dim
 from index_builder.catalogue import read_catalogue
 
 HEADER = (
@@ -175,6 +177,13 @@ def test_build_reports_exact_counts_skips_and_duplicates(catalogue, link, random
     assert (manifest["embedded"], manifest["reused"]) == (10, 0)
     assert manifest["backbone"] == "mobilenet_v2"
     assert manifest["embedding_dim"] == 1280
+    assert manifest["model_dim"] == 1280
+    assert manifest["whitening"] is None
+    assert manifest["whitening_note"] == (
+        "not whitened: 10 distinct images, fewer than the 2000 a whitening needs "
+        "to find better neighbours"
+    )
+    assert not (link / store.RAW_FILE).exists()
     assert manifest["model_card_sha256"] == card.sha256()
     assert manifest["model_file"] == "mobilenet_v2.onnx"
     assert manifest["variant"] == "fp32"
@@ -339,3 +348,144 @@ def test_cli_names_the_index_after_the_catalogue_and_flags_random_weights(
     ).resolve()
     assert any("RANDOM WEIGHTS" in r.getMessage() for r in caplog.records)
     assert any("built indexes/shop: 11 items" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "requested, images, model_dim, expected",
+    [
+        (512, 9461, 1280, (512, "whitened to 512-d")),
+        (512, 2000, 1280, (500, "whitened to 500-d, not 512: 2000 distinct images")),
+        (2048, 44000, 1280, (1280, "whitened to 1280-d, not 2048: the model has 1280")),
+        (
+            512,
+            1999,
+            1280,
+            (
+                0,
+                "not whitened: 1999 distinct images, fewer than the 2000 a "
+                "whitening needs to find better neighbours",
+            ),
+        ),
+        (0, 9461, 1280, (0, "not whitened (turned off)")),
+    ],
+)
+def test_whitening_keeps_the_dimensions_the_catalogue_supports(
+    requested, images, model_dim, expected
+):
+    assert whitening_dim(requested, images, model_dim) == expected
+
+
+@pytest.fixture
+def small_catalogues_whiten(monkeypatch):
+    """Let the 10-image test catalogue be whitened (to at most 2 dimensions)."""
+    monkeypatch.setattr(build_module, "MIN_WHITEN_IMAGES", 10)
+    monkeypatch.setattr(build_module, "WHITEN_IMAGES_PER_DIM", 5)
+
+
+def distinct_rows(items) -> list[int]:
+    return [n for n, d in enumerate(items["dup_of"]) if not d]
+
+
+def test_a_whitened_build_stores_whitened_vectors_and_keeps_the_models(
+    catalogue, link, random_model, small_catalogues_whiten
+):
+    build(catalogue, random_model, link, whiten_dim=2)
+    index = store.read_index(link)
+    manifest = index.manifest
+    raw = np.load(link / store.RAW_FILE)
+    embedder = Embedder(random_model)
+
+    assert manifest["whitening"] == {
+        "file": whiten.FILE,
+        "sha256": ANY,
+        "input_dim": 1280,
+        "dim": 2,
+    }
+    assert (manifest["embedding_dim"], manifest["model_dim"]) == (2, 1280)
+    assert manifest["whitening_note"] == "whitened to 2-d"
+    assert (raw.dtype, raw.shape) == (np.float32, (11, 1280))
+    for row in (0, 6):
+        path = catalogue / index.items["path"][row]
+        expected = embedder.embed(embedder.load(path.read_bytes())[None])[0]
+        np.testing.assert_allclose(raw[row], expected, atol=1e-5)
+    fitted = whiten.fit(raw[distinct_rows(index.items)], 2, power=0.5)
+    np.testing.assert_allclose(index.whitening.projection, fitted.projection)
+    np.testing.assert_allclose(index.vectors(), fitted.apply(raw), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(index.vectors(), axis=1), 1.0, 1e-5)
+
+
+def test_a_rebuild_reuses_the_models_vectors_and_refits_the_whitening(
+    catalogue, link, random_model, small_catalogues_whiten
+):
+    build(catalogue, random_model, link, whiten_dim=2)
+    before = store.read_index(link)
+    old_raw = dict(zip(before.items["id"], np.load(link / store.RAW_FILE), strict=True))
+    (catalogue / "images" / "60.jpg").write_bytes(encode(photo(60)))
+
+    build(catalogue, random_model, link, whiten_dim=2)
+    after = store.read_index(link)
+    raw = np.load(link / store.RAW_FILE)
+
+    assert (after.manifest["embedded"], after.manifest["reused"]) == (1, 10)
+    for n, item_id in enumerate(after.items["id"][:11]):
+        np.testing.assert_array_equal(raw[n], old_raw[item_id])
+    refitted = whiten.fit(raw[distinct_rows(after.items)], 2, power=0.5)
+    np.testing.assert_allclose(after.whitening.projection, refitted.projection)
+    assert not np.allclose(after.whitening.projection, before.whitening.projection)
+
+
+def test_an_unwhitened_live_index_lends_its_stored_vectors_to_a_whitened_build(
+    catalogue, link, random_model, small_catalogues_whiten
+):
+    build(catalogue, random_model, link, whiten_dim=0)
+    live = store.read_index(link)
+    plain = live.vectors().copy()
+
+    build(catalogue, random_model, link, whiten_dim=2)
+
+    manifest = store.read_manifest(link)
+    assert (manifest["embedded"], manifest["reused"]) == (0, 10)
+    np.testing.assert_array_equal(np.load(link / store.RAW_FILE), plain)
+
+
+def test_the_variant_setting_chooses_the_default_model(random_model_dir):
+    fp32 = default_model(random_model_dir, environ={})
+    int8 = default_model(random_model_dir, environ={"MODEL_VARIANT": "int8"})
+
+    assert fp32 == random_model_dir / "mobilenet_v2.onnx"
+    assert int8 == random_model_dir / "mobilenet_v2-int8.onnx"
+    with pytest.raises(ModelCardError, match="MODEL_VARIANT='fp8' is not a model"):
+        default_model(random_model_dir, environ={"MODEL_VARIANT": "fp8"})
+
+
+def test_cli_without_the_chosen_variants_model_exits_2(
+    catalogue, random_model_dir, tmp_path, monkeypatch, capsys
+):
+    models = tmp_path / "models"
+    shutil.copytree(random_model_dir, models)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODEL_VARIANT", "int8")
+
+    code = main([str(catalogue), "--no-progress"])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "error: no model at models/mobilenet_v2-int8.onnx: run 'make model' first "
+        "(with MODEL_VARIANT=int8 set, 'make model VARIANT=int8')\n"
+    )
+    assert not (tmp_path / "indexes").exists()
+
+
+def test_cli_no_whiten_stores_the_models_vectors(
+    catalogue, random_model, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+
+    code = main(
+        [str(catalogue), "--model", str(random_model), "--no-progress", "--no-whiten"]
+    )
+
+    manifest = store.read_manifest(tmp_path / "indexes" / "shop")
+    assert code == 0
+    assert (manifest["whitening"], manifest["embedding_dim"]) == (None, 1280)
+    assert manifest["whitening_note"] == "not whitened (turned off)"

@@ -13,6 +13,7 @@ from embedding.card import (
     chosen_variant,
     model_path_for,
     read_card,
+    sha256_of,
 )
 from embedding.model import Embedder
 from embedding.preprocess import Recipe, load
@@ -23,7 +24,6 @@ from export.quantize import (
     quantize_model,
     strip_identities,
 )
-from export.weights import sha256_of
 
 CALIBRATION_COUNT = 12
 
