@@ -7,6 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from embedding.augment import expand_query
 from index_builder.store import STYLE_COLUMNS, StoredIndex
 
 from .compat import is_demo
@@ -105,6 +106,23 @@ class Catalogue:
         whitening when it has one, as the stored vectors went."""
         whitening = self.stored.whitening
         return whitening.apply(embeddings) if whitening else embeddings
+
+    def expand(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Query expansion, when the index's manifest asks for it: each query
+        plus its best ``answers`` among ``rows`` (stored vectors, weighted by
+        similarity ** alpha), as unit vectors to search with; the queries as
+        they are otherwise."""
+        expansion = self.manifest.get("query_expansion")
+        if not expansion:
+            return queries
+        stored = self.stored.vectors()
+        out = np.empty_like(queries, dtype=np.float32)
+        hits = self.search(queries, int(expansion["answers"]), rows)
+        for i, (query, answers) in enumerate(zip(queries, hits, strict=True)):
+            found = np.array([h.row for h in answers], dtype=np.int64)
+            sims = np.array([1.0 - h.distance / 2.0 for h in answers])
+            out[i] = expand_query(query, stored[found], sims, expansion["alpha"])
+        return out
 
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray) -> list[list[Hit]]:
         """Exact L2 search restricted to ``rows``; k hits whenever k rows exist."""

@@ -152,6 +152,7 @@ class Engine:
         decoded = time.perf_counter()
         vectors = catalogue.query_vectors(embedder.embed(batch))
         embedded = time.perf_counter()
+        vectors = catalogue.expand(vectors, catalogue.allowed_rows({}))
         hits = catalogue.search(vectors, k, catalogue.allowed_rows(filters))
         searched = time.perf_counter()
 
@@ -168,6 +169,8 @@ class Engine:
 
         started = time.perf_counter()
         vector = catalogue.stored.index.reconstruct(row).reshape(1, -1)
+        others = catalogue.allowed_rows({}, exclude_group=catalogue.group[row])
+        vector = catalogue.expand(vector, others)
         rows = catalogue.allowed_rows(filters, exclude_group=catalogue.group[row])
         hits = catalogue.search(vector, k, rows)
         searched = time.perf_counter()
@@ -183,6 +186,7 @@ def warm_up(embedder: Embedder, catalogue: Catalogue) -> None:
     recipe = embedder.recipe
     pixels = np.zeros((1, 3, recipe.height, recipe.width), dtype=np.float32)
     vector = catalogue.query_vectors(embedder.embed(pixels))
+    vector = catalogue.expand(vector, catalogue.allowed_rows({}))
     catalogue.search(vector, 1, catalogue.allowed_rows({}))
 
 

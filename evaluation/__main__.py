@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from index_builder.store import IndexReadError, read_index
+import numpy as np
 
+from index_builder.store import IndexReadError, StoredIndex, read_index
+
+from . import metrics
+from .augmented import AugmentedSearch
 from .evaluate import evaluate
 from .report import write_report
 
@@ -65,7 +69,12 @@ def main(argv=None) -> int:
         return 2
 
     started = time.perf_counter()
-    result = evaluate(stored.vectors(), stored.items, collapse=args.collapse)
+    try:
+        vectors, search = searched_as_served(stored)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = evaluate(vectors, stored.items, collapse=args.collapse, search=search)
     name = args.index.name if args.index.name not in ("", ".") else stored.path.name
     info = {"name": name, "path": str(stored.path), **_manifest_facts(stored.manifest)}
     out = args.out or Path("reports") / name
@@ -87,6 +96,40 @@ def main(argv=None) -> int:
     return 0
 
 
+def searched_as_served(stored: StoredIndex):
+    """The vectors to evaluate and the search to score them with, as the service
+    searches this index: the stored vectors and a plain search, or, for an index
+    augmented with its neighbours or searched with query expansion, the whitened
+    vectors before augmentation (from ``raw.npy`` and the stored whitening) and
+    a leave-one-out search that augments the catalogue without each query."""
+    augmentation = stored.manifest.get("augmentation")
+    expansion = stored.manifest.get("query_expansion")
+    if not augmentation and not expansion:
+        return stored.vectors(), None
+    raw = stored.raw_vectors()
+    if stored.whitening is None or raw is None:
+        raise ValueError(
+            f"{stored.path} is augmented but has no whitening and raw.npy to "
+            "recompute its vectors from"
+        )
+    whitened = stored.whitening.apply(np.asarray(raw))
+    groups = metrics.group_ids(stored.items["sha256"])
+    search = AugmentedSearch(
+        whitened,
+        k=augmentation["k"] if augmentation else 0,
+        alpha=augmentation["alpha"] if augmentation else 1.0,
+        groups=groups,
+        expand=expansion["answers"] if expansion else 0,
+        expand_alpha=expansion["alpha"] if expansion else 3.0,
+    )
+    if not np.allclose(search.augmented, stored.vectors(), atol=1e-5):
+        raise ValueError(
+            f"{stored.path}: its stored vectors are not its raw vectors whitened "
+            "and augmented as its manifest says"
+        )
+    return whitened, search
+
+
 def _manifest_facts(manifest: dict) -> dict:
     keys = (
         "backbone",
@@ -95,6 +138,8 @@ def _manifest_facts(manifest: dict) -> dict:
         "variant",
         "recipe",
         "whitening",
+        "augmentation",
+        "query_expansion",
         "item_count",
         "source",
         "built_at",

@@ -56,6 +56,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="store the model's vectors as they are",
     )
     parser.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="store the whitened vectors without averaging in their catalogue "
+        "neighbours (database-side augmentation)",
+    )
+    parser.add_argument(
+        "--no-expand",
+        action="store_true",
+        help="no query expansion: the service searches once with the query",
+    )
+    parser.add_argument(
         "--threads", type=int, help="onnxruntime threads (default: all cores)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -122,6 +133,8 @@ def main(argv=None) -> int:
             threads=args.threads,
             progress=not args.no_progress,
             whiten_dim=0 if args.no_whiten else args.whiten_dim,
+            augmentation=not args.no_augment,
+            query_expansion=not args.no_expand,
         )
     except (CatalogueError, ModelCardError, BuildError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -12,7 +12,10 @@ The steps:
 5. fit PCA-whitening on the catalogue's distinct images (again on every build)
    and whiten the vectors the index stores; the model's own vectors are kept
    beside them for the next build;
-6. write everything into a fresh build folder and swap it in atomically. Any
+6. augment the whitened vectors with their catalogue neighbours (database-side
+   augmentation, ``embedding/augment.py``), again from the model's vectors on
+   every build, and name the query expansion the service applies;
+7. write everything into a fresh build folder and swap it in atomically. Any
    failure or Ctrl-C before the swap removes the partial folder and leaves the
    live index as it was.
 """
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from embedding import whiten
+from embedding import augment, whiten
 from embedding.model import Embedder
 from embedding.preprocess import ImageError, Recipe
 
@@ -44,7 +47,14 @@ log = logging.getLogger(__name__)
 
 SKIPPED_FILE = "skipped.json"
 DEFAULT_BATCH_SIZE = 16  # as fast as 32 here, and ~330 MB less for ResNet50
-DEFAULT_WHITEN_DIM = 512  # best of 128/256/512 on the dev catalogue
+DEFAULT_WHITEN_DIM = 768  # best of 256/512/768 on the dev catalogue
+# Fourth roots before whitening: better than square roots at 768 dimensions on
+# the dev catalogue (articleType P@5 0.7961 against 0.7936).
+WHITEN_POWER = 0.25
+# Database-side augmentation and query expansion of a whitened index: the
+# settings the evaluation found best on the dev catalogue.
+AUGMENTATION = {"k": 10, "alpha": 2.0}
+QUERY_EXPANSION = {"answers": 2, "alpha": 3.0}
 # A smaller catalogue is stored unwhitened (measured, see whitening_dim).
 MIN_WHITEN_IMAGES = 2000
 WHITEN_IMAGES_PER_DIM = 4  # distinct images needed per whitened dimension
@@ -79,6 +89,8 @@ def build_index(
     recipe: Recipe | None = None,
     progress: bool = True,
     whiten_dim: int = DEFAULT_WHITEN_DIM,
+    augmentation: bool = True,
+    query_expansion: bool = True,
 ) -> BuildResult:
     """Embed the catalogue in ``catalogue_dir`` and publish it at ``out``.
 
@@ -94,6 +106,10 @@ def build_index(
         whiten_dim: dimensions to PCA-whiten the stored vectors to (0: none);
             fewer when the catalogue is too small for them (see
             ``whitening_dim``).
+        augmentation: store each whitened vector augmented with its catalogue
+            neighbours (``AUGMENTATION``); only for a whitened index.
+        query_expansion: have the service expand queries with their best
+            answers (``QUERY_EXPANSION``); only for a whitened index.
 
     Raises:
         CatalogueError: the catalogue folder cannot be read.
@@ -125,6 +141,8 @@ def build_index(
                 progress,
                 started,
                 whiten_dim,
+                augmentation,
+                query_expansion,
             )
             store.publish(folder, out)
         except BaseException:
@@ -136,7 +154,17 @@ def build_index(
 
 
 def _build_into(
-    folder, catalogue, embedder, out, batch_size, full, progress, started, whiten_dim
+    folder,
+    catalogue,
+    embedder,
+    out,
+    batch_size,
+    full,
+    progress,
+    started,
+    whiten_dim,
+    augmentation,
+    query_expansion,
 ):
     hashes, skipped = hash_files(catalogue)
     previous = LiveVectors() if full else reusable_vectors(out, embedder)
@@ -197,6 +225,10 @@ def _build_into(
     whitening, note = fit_whitening(distinct, whiten_dim)
     del distinct
     searched = whitening.apply(matrix) if whitening else matrix
+    augmented = AUGMENTATION if whitening and augmentation else None
+    if augmented:
+        searched = augment_vectors(searched, items["sha256"], **augmented)
+    expansion = QUERY_EXPANSION if whitening and query_expansion else None
 
     skipped.sort(key=lambda s: s.id)
     _write_skips(folder / SKIPPED_FILE, skipped)
@@ -208,6 +240,8 @@ def _build_into(
         if whitening
         else None,
         "whitening_note": note,
+        "augmentation": dict(augmented) if augmented else None,
+        "query_expansion": dict(expansion) if expansion else None,
         "model_card_sha256": embedder.card.sha256(),
         "model_file": embedder.model_path.name,
         "variant": embedder.card.variant,
@@ -260,7 +294,7 @@ def fit_whitening(distinct: np.ndarray, requested: int):
         log.info(note)
         return None, note
     started = time.perf_counter()
-    whitening = whiten.fit(distinct, dim, power=whiten.DEFAULT_POWER)
+    whitening = whiten.fit(distinct, dim, power=WHITEN_POWER)
     log.info(
         "%s, fitted on %d distinct images in %.2f s",
         note,
@@ -268,6 +302,24 @@ def fit_whitening(distinct: np.ndarray, requested: int):
         time.perf_counter() - started,
     )
     return whitening, note
+
+
+def augment_vectors(
+    vectors: np.ndarray, sha256: list[str], k: int, alpha: float
+) -> np.ndarray:
+    """The whitened ``vectors`` augmented with their ``k`` nearest catalogue
+    neighbours; rows with the same sha256 (byte-identical copies) are not each
+    other's neighbours."""
+    started = time.perf_counter()
+    _, groups = np.unique(np.asarray(sha256, dtype=object), return_inverse=True)
+    out = augment.augment(vectors, k=k, alpha=alpha, groups=groups)
+    log.info(
+        "augmented %d vectors with %d neighbours each in %.2f s",
+        len(out),
+        k,
+        time.perf_counter() - started,
+    )
+    return out
 
 
 def hash_files(catalogue: Catalogue) -> tuple[dict[str, str], list[Skip]]:
@@ -422,6 +474,18 @@ def summary_line(out: Path, manifest: dict) -> str:
         f"{manifest['variant']}"
         + (" (RANDOM WEIGHTS)" if manifest.get("random_weights") else "")
         + f"; {manifest['whitening_note']}"
+        + (
+            "; augmented with {k} neighbours".format(**manifest["augmentation"])
+            if manifest.get("augmentation")
+            else ""
+        )
+        + (
+            "; queries expanded with {answers} answers".format(
+                **manifest["query_expansion"]
+            )
+            if manifest.get("query_expansion")
+            else ""
+        )
     )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedding import whiten
+from embedding import augment, whiten
 from embedding.card import ModelCardError, read_card
 from embedding.model import Embedder
 from index_builder import build as build_module
@@ -184,6 +184,7 @@ def test_build_reports_exact_counts_skips_and_duplicates(catalogue, link, random
         "to find better neighbours"
     )
     assert not (link / store.RAW_FILE).exists()
+    assert (manifest["augmentation"], manifest["query_expansion"]) == (None, None)
     assert manifest["model_card_sha256"] == card.sha256()
     assert manifest["model_file"] == "mobilenet_v2.onnx"
     assert manifest["variant"] == "fp32"
@@ -386,10 +387,14 @@ def distinct_rows(items) -> list[int]:
     return [n for n, d in enumerate(items["dup_of"]) if not d]
 
 
+def sha_groups(items) -> np.ndarray:
+    return np.unique(np.asarray(items["sha256"]), return_inverse=True)[1]
+
+
 def test_a_whitened_build_stores_whitened_vectors_and_keeps_the_models(
     catalogue, link, random_model, small_catalogues_whiten
 ):
-    build(catalogue, random_model, link, whiten_dim=2)
+    build(catalogue, random_model, link, whiten_dim=2, augmentation=False)
     index = store.read_index(link)
     manifest = index.manifest
     raw = np.load(link / store.RAW_FILE)
@@ -408,10 +413,32 @@ def test_a_whitened_build_stores_whitened_vectors_and_keeps_the_models(
         path = catalogue / index.items["path"][row]
         expected = embedder.embed(embedder.load(path.read_bytes())[None])[0]
         np.testing.assert_allclose(raw[row], expected, atol=1e-5)
-    fitted = whiten.fit(raw[distinct_rows(index.items)], 2, power=0.5)
+    fitted = whiten.fit(raw[distinct_rows(index.items)], 2, power=0.25)
     np.testing.assert_allclose(index.whitening.projection, fitted.projection)
     np.testing.assert_allclose(index.vectors(), fitted.apply(raw), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(index.vectors(), axis=1), 1.0, 1e-5)
+    assert manifest["augmentation"] is None
+    assert manifest["query_expansion"] == {"answers": 2, "alpha": 3.0}
+
+
+def test_a_whitened_build_stores_its_vectors_augmented_with_their_neighbours(
+    catalogue, link, random_model, small_catalogues_whiten
+):
+    build(catalogue, random_model, link, whiten_dim=2)
+    index = store.read_index(link)
+    raw = np.load(link / store.RAW_FILE)
+
+    whitened = index.whitening.apply(raw)
+    expected = augment.augment(
+        whitened, k=10, alpha=2.0, groups=sha_groups(index.items)
+    )
+    assert index.manifest["augmentation"] == {"k": 10, "alpha": 2.0}
+    assert index.manifest["query_expansion"] == {"answers": 2, "alpha": 3.0}
+    np.testing.assert_allclose(index.vectors(), expected, atol=1e-6)
+    assert not np.allclose(index.vectors(), whitened, atol=1e-3)
+    # Item 13 (row 9), a byte-identical copy of item 1 (row 0), is stored as it.
+    assert index.items["dup_of"][9] == "1"
+    np.testing.assert_array_equal(index.vectors()[9], index.vectors()[0])
 
 
 def test_a_rebuild_reuses_the_models_vectors_and_refits_the_whitening(
@@ -429,9 +456,14 @@ def test_a_rebuild_reuses_the_models_vectors_and_refits_the_whitening(
     assert (after.manifest["embedded"], after.manifest["reused"]) == (1, 10)
     for n, item_id in enumerate(after.items["id"][:11]):
         np.testing.assert_array_equal(raw[n], old_raw[item_id])
-    refitted = whiten.fit(raw[distinct_rows(after.items)], 2, power=0.5)
+    refitted = whiten.fit(raw[distinct_rows(after.items)], 2, power=0.25)
     np.testing.assert_allclose(after.whitening.projection, refitted.projection)
     assert not np.allclose(after.whitening.projection, before.whitening.projection)
+    # Augmented again from the model's vectors, not from the stored ones.
+    expected = augment.augment(
+        refitted.apply(raw), k=10, alpha=2.0, groups=sha_groups(after.items)
+    )
+    np.testing.assert_allclose(after.vectors(), expected, atol=1e-6)
 
 
 def test_an_unwhitened_live_index_lends_its_stored_vectors_to_a_whitened_build(
@@ -489,3 +521,21 @@ def test_cli_no_whiten_stores_the_models_vectors(
     assert code == 0
     assert (manifest["whitening"], manifest["embedding_dim"]) == (None, 1280)
     assert manifest["whitening_note"] == "not whitened (turned off)"
+
+
+def test_cli_no_augment_and_no_expand_turn_them_off(
+    catalogue, random_model, tmp_path, monkeypatch, small_catalogues_whiten
+):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(catalogue), "--model", str(random_model), "--no-progress"]
+
+    code = main([*argv, "--whiten-dim", "2", "--no-augment", "--no-expand"])
+
+    index = store.read_index(tmp_path / "indexes" / "shop")
+    raw = np.load(index.path / store.RAW_FILE)
+    assert code == 0
+    assert (index.manifest["augmentation"], index.manifest["query_expansion"]) == (
+        None,
+        None,
+    )
+    np.testing.assert_allclose(index.vectors(), index.whitening.apply(raw), atol=1e-6)
