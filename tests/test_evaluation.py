@@ -8,9 +8,12 @@ from embedding import whiten
 from embedding.preprocess import Recipe
 from evaluation import metrics
 from evaluation.__main__ import main as evaluation_main
+from evaluation.__main__ import searched_as_served
 from evaluation.catalogue import read_catalogue
 from evaluation.evaluate import evaluate, label_column
+from index_builder import build as build_module
 from index_builder.build import build_index
+from index_builder.store import RAW_FILE, read_index
 
 
 def unit_rows(*rows):
@@ -293,3 +296,49 @@ def test_default_recipe_is_a_3_4_portrait_with_the_cards_pixel_count(
         "pad",
         False,
     )
+
+
+def test_an_augmented_index_is_scored_from_its_vectors_before_augmentation(
+    tmp_path, random_model, monkeypatch
+):
+    monkeypatch.setattr(build_module, "MIN_WHITEN_IMAGES", 10)
+    monkeypatch.setattr(build_module, "WHITEN_IMAGES_PER_DIM", 4)
+    catalogue = tmp_path / "shop"
+    draw_catalogue(catalogue)
+    link = tmp_path / "indexes" / "shop"
+    build_index(catalogue, random_model, link, progress=False)
+    stored = read_index(link)
+
+    vectors, search = searched_as_served(stored)
+    code = evaluation_main([str(link), "--out", str(tmp_path / "report")])
+
+    whitened = stored.whitening.apply(np.load(link / RAW_FILE))
+    expected = evaluate(whitened, stored.items, search=search)["overall"]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert stored.manifest["augmentation"] == {"k": 10, "alpha": 2.0}
+    np.testing.assert_allclose(vectors, whitened, atol=1e-6)
+    assert (search.k, search.alpha, search.expand, search.expand_alpha) == (
+        10,
+        2.0,
+        2,
+        3.0,
+    )
+    np.testing.assert_allclose(search.augmented, stored.vectors(), atol=1e-5)
+    assert code == 0
+    assert report["overall"] == expected
+
+
+def test_an_augmented_index_whose_vectors_do_not_match_is_refused(
+    tmp_path, random_model, monkeypatch
+):
+    monkeypatch.setattr(build_module, "MIN_WHITEN_IMAGES", 10)
+    monkeypatch.setattr(build_module, "WHITEN_IMAGES_PER_DIM", 4)
+    catalogue = tmp_path / "shop"
+    draw_catalogue(catalogue)
+    link = tmp_path / "indexes" / "shop"
+    build_index(catalogue, random_model, link, progress=False, augmentation=False)
+    stored = read_index(link)
+    stored.manifest["augmentation"] = {"k": 10, "alpha": 2.0}
+
+    with pytest.raises(ValueError, match="not its raw vectors whitened and augmented"):
+        searched_as_served(stored)
