@@ -33,7 +33,11 @@ from embedding.card import read_card  # noqa: E402
 from embedding.model import Embedder, default_recipe  # noqa: E402
 from embedding.preprocess import open_image  # noqa: E402
 from index_builder import store  # noqa: E402
-from index_builder.build import DEFAULT_WHITEN_DIM, fit_whitening  # noqa: E402
+from index_builder.build import (  # noqa: E402
+    DEFAULT_WHITEN_DIM,
+    QUERY_EXPANSION,
+    fit_whitening,
+)
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 STYLE_VALUES = {"articleType": ["Tshirts", "Shirts", "Casual Shoes", "Watches"]}
@@ -119,6 +123,10 @@ def build_random_index(link: Path, model: Path, items: int, source: Path) -> int
         "recipe": default_recipe(card).to_dict(),
         "source": str(source),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        # Costs as served: queries are expanded (one more exact search each).
+        # Augmenting random vectors would change no timing, so it is left out.
+        "augmentation": None,
+        "query_expansion": dict(QUERY_EXPANSION),
         "note": "benchmark: random unit vectors, whitened",
     }
     store.write_build(folder, vectors, table, manifest, raw=raw)
