@@ -54,7 +54,11 @@ def combine(
     """Unit vectors of ``own`` (m, d) plus their neighbours ``rows`` (m, k) of
     ``vectors`` weighted by ``sims``; row -1 contributes nothing."""
     w = weights(sims, alpha) * (rows >= 0)
-    total = own + np.einsum("mk,mkd->md", w, vectors[np.maximum(rows, 0)])
+    # One neighbour rank at a time: gathering all (m, k, d) at once would hold k
+    # copies of the catalogue in memory (1.35 GB at 44k items, k=10, 768-d).
+    total = np.array(own, dtype=np.float32)
+    for j in range(rows.shape[1]):
+        total += w[:, j, None] * vectors[np.maximum(rows[:, j], 0)]
     return (total / (np.linalg.norm(total, axis=1, keepdims=True) + 1e-12)).astype(
         np.float32
     )

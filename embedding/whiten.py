@@ -39,11 +39,16 @@ class Whitening:
     def input_dim(self) -> int:
         return self.projection.shape[0]
 
-    def apply(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, d) embeddings -> (n, dim) unit float32 vectors."""
-        out = (power_normalise(vectors, self.power) - self.mean) @ self.projection
-        out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
-        return out.astype(np.float32, copy=False)
+    def apply(self, vectors: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """(n, d) embeddings -> (n, dim) unit float32 vectors. Rows are taken
+        ``chunk`` at a time, so the temporaries stay small for a large catalogue."""
+        out = np.empty((len(vectors), self.dim), dtype=np.float32)
+        for start in range(0, len(vectors), chunk):
+            part = power_normalise(vectors[start : start + chunk], self.power)
+            part = (part - self.mean) @ self.projection
+            part /= np.linalg.norm(part, axis=1, keepdims=True) + 1e-12
+            out[start : start + chunk] = part
+        return out
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as f:
