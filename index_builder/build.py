@@ -72,6 +72,18 @@ class Skip:
     message: str
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a build does besides embedding (see ``build_index``)."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    full: bool = False
+    progress: bool = True
+    whiten_dim: int = DEFAULT_WHITEN_DIM
+    augmentation: bool = True
+    query_expansion: bool = True
+
+
 @dataclass
 class BuildResult:
     path: Path  # the published build folder
@@ -116,6 +128,9 @@ def build_index(
         BuildError: another build of ``out`` is running.
     """
     started = time.perf_counter()
+    options = BuildOptions(
+        batch_size, full, progress, whiten_dim, augmentation, query_expansion
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     catalogue = read_catalogue(catalogue_dir)
@@ -131,19 +146,7 @@ def build_index(
         folder = store.build_dir_for(out)
         folder.chmod(0o755)  # mkdtemp makes it private; the service may be another user
         try:
-            result = _build_into(
-                folder,
-                catalogue,
-                embedder,
-                out,
-                batch_size,
-                full,
-                progress,
-                started,
-                whiten_dim,
-                augmentation,
-                query_expansion,
-            )
+            result = _build_into(folder, catalogue, embedder, out, options, started)
             store.publish(folder, out)
         except BaseException:
             if out.resolve() != folder.resolve():  # never delete what went live
@@ -153,21 +156,9 @@ def build_index(
     return result
 
 
-def _build_into(
-    folder,
-    catalogue,
-    embedder,
-    out,
-    batch_size,
-    full,
-    progress,
-    started,
-    whiten_dim,
-    augmentation,
-    query_expansion,
-):
+def _build_into(folder, catalogue, embedder, out, options: BuildOptions, started):
     hashes, skipped = hash_files(catalogue)
-    previous = LiveVectors() if full else reusable_vectors(out, embedder)
+    previous = LiveVectors() if options.full else reusable_vectors(out, embedder)
 
     canonical: dict[str, CatalogueItem] = {}
     for item in catalogue.items:
@@ -189,7 +180,9 @@ def _build_into(
         unique[[slots[hashes[i.id]] for i in batch]] = vectors
 
     embed_started = time.perf_counter()
-    failed = embed_items(catalogue, todo, embedder, batch_size, progress, keep)
+    failed = embed_items(
+        catalogue, todo, embedder, options.batch_size, options.progress, keep
+    )
     embed_seconds = time.perf_counter() - embed_started
     embedder.session = None  # onnxruntime's buffers are not needed for writing
     for item, error in failed.items():
@@ -222,13 +215,13 @@ def _build_into(
         items[column] = [i.metadata.get(column, "") for i in kept]
 
     distinct = matrix[[n for n, d in enumerate(dup_of) if not d]]
-    whitening, note = fit_whitening(distinct, whiten_dim)
+    whitening, note = fit_whitening(distinct, options.whiten_dim)
     del distinct
     searched = whitening.apply(matrix) if whitening else matrix
-    augmented = AUGMENTATION if whitening and augmentation else None
+    augmented = AUGMENTATION if whitening and options.augmentation else None
     if augmented:
         searched = augment_vectors(searched, items["sha256"], **augmented)
-    expansion = QUERY_EXPANSION if whitening and query_expansion else None
+    expansion = QUERY_EXPANSION if whitening and options.query_expansion else None
 
     skipped.sort(key=lambda s: s.id)
     _write_skips(folder / SKIPPED_FILE, skipped)
