@@ -8,8 +8,10 @@ import faiss
 import numpy as np
 
 from embedding.augment import expand_query
+from index_builder import prescan
 from index_builder.store import STYLE_COLUMNS, StoredIndex
 
+from . import metrics
 from .compat import is_demo
 from .errors import AppError
 
@@ -137,9 +139,16 @@ class Catalogue:
         k_eff = min(k, len(rows))
         if k_eff == 0:
             return [[] for _ in queries]
-        distances, labels = index.search(
-            np.ascontiguousarray(queries, dtype=np.float32), k_eff, params=params
-        )
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        first_pass = self.stored.first_pass
+        if first_pass is None:
+            distances, labels = index.search(queries, k_eff, params=params)
+        else:
+            result = prescan.search(
+                index, first_pass, self.stored.vectors(), queries, k_eff, params
+            )
+            distances, labels = result.distances, result.labels
+            metrics.count_search_passes(len(queries), result.fallbacks)
         return [
             [Hit(int(r), float(d)) for d, r in zip(ds, rs, strict=True) if r >= 0]
             for ds, rs in zip(distances, labels, strict=True)

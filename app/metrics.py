@@ -31,6 +31,12 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+EXACT_SEARCHES = Counter(
+    "fvs_exact_searches_total",
+    "exact searches by how they were answered: 'first_pass' when the 16-bit "
+    "first pass proved the answer, 'full_scan' when the float32 scan was needed",
+    ["answered_by"],
+)
 INDEX_RELOADS = Counter(
     "fvs_index_reloads_total", "new indexes noticed behind the link", ["outcome"]
 )
@@ -40,6 +46,11 @@ def observe_stages(timings_ms: dict) -> None:
     for stage, ms in timings_ms.items():
         if stage != "total":
             STAGE_SECONDS.labels(stage=stage).observe(ms / 1000)
+
+
+def count_search_passes(queries: int, full_scans: int) -> None:
+    EXACT_SEARCHES.labels(answered_by="first_pass").inc(queries - full_scans)
+    EXACT_SEARCHES.labels(answered_by="full_scan").inc(full_scans)
 
 
 def exposition() -> bytes:

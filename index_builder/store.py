@@ -9,6 +9,10 @@ new one, never a half-written one. A build folder holds:
 - ``index.faiss``: an ``IndexFlatL2`` over the unit-length vectors the service
   searches (whitened when the manifest has a ``whitening`` entry); row ``i`` is
   item ``i``.
+- ``prescan.faiss``: the same vectors as 16-bit floats, which make exact search
+  read half the bytes (``index_builder/prescan.py``); the manifest's ``prescan``
+  entry holds its largest error. Builds without it are searched by the float32
+  index alone.
 - ``whiten.npz`` (when whitened): the PCA-whitening fitted on this catalogue,
   which queries go through before the search (``embedding/whiten.py``).
 - ``raw.npy`` (when whitened): the model's own unit float32 embeddings, row ``i``
@@ -33,6 +37,8 @@ import faiss
 import numpy as np
 
 from embedding import whiten
+
+from . import prescan
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
@@ -66,6 +72,7 @@ class StoredIndex:
     items: dict[str, list]
     manifest: dict
     whitening: whiten.Whitening | None = None  # what queries go through first
+    first_pass: prescan.Prescan | None = None  # 16-bit pass of exact search
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -121,12 +128,19 @@ def write_build(
     index = faiss.IndexFlatL2(vectors.shape[1])
     index.add(vectors)
     faiss.write_index(index, str(folder / INDEX_FILE))
+    first_pass = prescan.build(vectors)
+    faiss.write_index(first_pass.index, str(folder / prescan.FILE))
     if raw is not None:
         if raw.shape[0] != count:
             raise ValueError(f"{raw.shape[0]} raw vectors for {count} items")
         np.save(folder / RAW_FILE, np.ascontiguousarray(raw, dtype=np.float32))
     _write_json(folder / ITEMS_FILE, items)
-    manifest = {**manifest, "format_version": FORMAT_VERSION, "item_count": count}
+    manifest = {
+        **manifest,
+        "format_version": FORMAT_VERSION,
+        "item_count": count,
+        "prescan": {"file": prescan.FILE, "max_error": first_pass.max_error},
+    }
     manifest.setdefault("embedding_dim", int(vectors.shape[1]))
     _write_json(folder / MANIFEST_FILE, manifest)  # written last: marks it complete
 
@@ -193,8 +207,30 @@ def read_index(path: Path, mmap: bool = False) -> StoredIndex:
             f"{manifest.get('embedding_dim')}"
         )
     return StoredIndex(
-        folder, index, items, manifest, _read_whitening(folder, manifest)
+        folder,
+        index,
+        items,
+        manifest,
+        _read_whitening(folder, manifest),
+        _read_prescan(folder, manifest, index, flags),
     )
+
+
+def _read_prescan(folder: Path, manifest: dict, index, flags: int):
+    """The build's 16-bit first pass, checked against its float32 index; None
+    for builds made before there was one."""
+    entry = manifest.get("prescan")
+    if entry is None:
+        return None
+    try:
+        first_pass = prescan.Prescan(
+            faiss.read_index(str(folder / prescan.FILE), flags),
+            float(entry["max_error"]),
+        )
+        first_pass.check(index)
+    except (RuntimeError, OSError, ValueError, KeyError, TypeError) as e:
+        raise IndexReadError(f"index at {folder} cannot be read: {e}") from e
+    return first_pass
 
 
 def _read_whitening(folder: Path, manifest: dict) -> whiten.Whitening | None:

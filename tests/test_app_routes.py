@@ -82,6 +82,11 @@ def test_metrics_count_requests_errors_and_stage_times(client, catalogue_dir):
     assert re.search(r'fvs_errors_total\{code="unknown_item"\} [1-9]', text)
     for stage in ("decode", "embed", "search"):
         assert re.search(rf'fvs_stage_seconds_count\{{stage="{stage}"\}} [1-9]', text)
+    # The test index is small enough for the 16-bit pass to return all of it.
+    assert re.search(
+        r'fvs_exact_searches_total\{answered_by="first_pass"\} [1-9]', text
+    )
+    assert re.search(r'fvs_exact_searches_total\{answered_by="full_scan"\} 0', text)
 
 
 def openapi_path(rule: str) -> str:
