@@ -19,7 +19,7 @@ INDEX_FLAGS ?=  # e.g. --full, --out indexes/NAME, --batch-size 64
 VARIANT ?= $(or $(MODEL_VARIANT),fp32)
 
 .PHONY: install model model-force model-int8 index bench-index serve run demo \
-	bench-serve bench test test-reliability lint format clean eval eval-variants
+	bench-serve bench-search bench test test-reliability lint format clean eval eval-variants
 
 install: $(STAMP)
 
@@ -83,6 +83,10 @@ run: model
 # Search latency over HTTP against gunicorn on a 44k-item index (a benchmark).
 bench-serve: model
 	$(PY) benchmarks/bench_serve.py --data "$(DEV_DATA)" --models $(MODELS)
+
+# Exact search on a built index: first pass against the float32 scan.
+bench-search: $(STAMP)
+	$(PY) benchmarks/bench_search.py $(or $(INDEX),indexes/latest)
 
 # Retrieval quality: reports/<name>/report.json and report.html. Without INDEX=,
 # (re)builds indexes/fashion-dev from DEV_DATA first; INDEX=indexes/NAME evaluates

@@ -17,6 +17,9 @@ from .errors import AppError
 
 FILTERS = ("gender", "masterCategory", "articleType", "baseColour")
 MAX_K = 50
+# How many rows beyond k the first pass of an expanded search keeps: enough for
+# the expanded query's nearest to lie among them in nearly every search.
+EXPANSION_DEPTH = 256
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Catalogue:
     demo: bool
     loaded_at: float = field(default_factory=time.time)
     _unfiltered: np.ndarray | None = None
+    _unfiltered_mask: np.ndarray | None = None
 
     @property
     def manifest(self) -> dict:
@@ -109,22 +113,67 @@ class Catalogue:
         whitening = self.stored.whitening
         return whitening.apply(embeddings) if whitening else embeddings
 
-    def expand(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Query expansion, when the index's manifest asks for it: each query
-        plus its best ``answers`` among ``rows`` (stored vectors, weighted by
-        similarity ** alpha), as unit vectors to search with; the queries as
-        they are otherwise."""
+    def find(
+        self, queries: np.ndarray, k: int, rows: np.ndarray, expand_rows: np.ndarray
+    ) -> list[list[Hit]]:
+        """The k nearest of ``rows`` to each query, after query expansion when
+        the index's manifest asks for it: the query plus its best ``answers``
+        among ``expand_rows`` (stored vectors weighted by similarity ** alpha),
+        searched again as a unit vector.
+
+        With the 16-bit first pass, one pass over all rows usually settles both
+        searches: its neighbourhood of the query holds the answers, and the
+        expanded query lies close enough to the query for the same
+        neighbourhood to prove its k nearest too (see prescan.Neighbourhood).
+        Whatever it cannot prove goes through an exact search of its own."""
         expansion = self.manifest.get("query_expansion")
         if not expansion:
-            return queries
+            return self.search(queries, k, rows)
         stored = self.stored.vectors()
-        out = np.empty_like(queries, dtype=np.float32)
-        hits = self.search(queries, int(expansion["answers"]), rows)
-        for i, (query, answers) in enumerate(zip(queries, hits, strict=True)):
-            found = np.array([h.row for h in answers], dtype=np.int64)
-            sims = np.array([1.0 - h.distance / 2.0 for h in answers])
-            out[i] = expand_query(query, stored[found], sims, expansion["alpha"])
+        answers, alpha = int(expansion["answers"]), expansion["alpha"]
+        first_pass = self.stored.first_pass
+        hoods = (
+            prescan.neighbourhoods(first_pass, queries, k + EXPANSION_DEPTH)
+            if first_pass is not None
+            else [None] * len(queries)
+        )
+        expand_mask, final_mask = self._mask(expand_rows), self._mask(rows)
+        out = []
+        for query, hood in zip(queries, hoods, strict=True):
+            found = (
+                hood.nearest(stored, answers, selected=expand_mask) if hood else None
+            )
+            if found is None:
+                nearest = self.search(query[None], answers, expand_rows)[0]
+                found = (
+                    np.array([h.distance for h in nearest]),
+                    np.array([h.row for h in nearest], dtype=np.int64),
+                )
+            else:
+                metrics.count_search_passes(1, 0)
+            squared, found_rows = found
+            expanded = expand_query(
+                query, stored[found_rows], 1.0 - squared / 2.0, alpha
+            )
+            final = hood.nearest(stored, k, expanded, final_mask) if hood else None
+            if final is None:
+                out.extend(self.search(expanded[None], k, rows))
+                continue
+            metrics.count_search_passes(1, 0)
+            out.append(
+                [Hit(int(r), float(np.float32(d))) for d, r in zip(*final, strict=True)]
+            )
         return out
+
+    def _mask(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` as a boolean mask over the index (kept for the unfiltered rows)."""
+        if rows is self._unfiltered and self._unfiltered_mask is not None:
+            return self._unfiltered_mask
+        mask = np.zeros(len(self), dtype=bool)
+        mask[rows] = True
+        if rows is self._unfiltered:
+            self._unfiltered_mask = mask
+        return mask
 
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray) -> list[list[Hit]]:
         """Exact L2 search restricted to ``rows``; k hits whenever k rows exist."""

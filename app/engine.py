@@ -152,8 +152,8 @@ class Engine:
         decoded = time.perf_counter()
         vectors = catalogue.query_vectors(embedder.embed(batch))
         embedded = time.perf_counter()
-        vectors = catalogue.expand(vectors, catalogue.allowed_rows({}))
-        hits = catalogue.search(vectors, k, catalogue.allowed_rows(filters))
+        rows = catalogue.allowed_rows(filters)
+        hits = catalogue.find(vectors, k, rows, catalogue.allowed_rows({}))
         searched = time.perf_counter()
 
         timings = _timings(started, decoded, embedded, searched)
@@ -170,9 +170,8 @@ class Engine:
         started = time.perf_counter()
         vector = catalogue.stored.index.reconstruct(row).reshape(1, -1)
         others = catalogue.allowed_rows({}, exclude_group=catalogue.group[row])
-        vector = catalogue.expand(vector, others)
         rows = catalogue.allowed_rows(filters, exclude_group=catalogue.group[row])
-        hits = catalogue.search(vector, k, rows)
+        hits = catalogue.find(vector, k, rows, others)
         searched = time.perf_counter()
 
         timings = {"search": _ms(searched - started), "total": _ms(searched - started)}
@@ -186,8 +185,8 @@ def warm_up(embedder: Embedder, catalogue: Catalogue) -> None:
     recipe = embedder.recipe
     pixels = np.zeros((1, 3, recipe.height, recipe.width), dtype=np.float32)
     vector = catalogue.query_vectors(embedder.embed(pixels))
-    vector = catalogue.expand(vector, catalogue.allowed_rows({}))
-    catalogue.search(vector, 1, catalogue.allowed_rows({}))
+    rows = catalogue.allowed_rows({})
+    catalogue.find(vector, 1, rows, rows)
 
 
 def _ms(seconds: float) -> float:

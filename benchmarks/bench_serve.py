@@ -6,7 +6,11 @@ a catalogue that large (its size is what matters for search time and memory);
 the queries are real catalogue photos when ../shared/data/fashion-dev is
 present, else generated demo images.
 
-    python benchmarks/bench_serve.py [--data DIR] [--models DIR]
+Timings on a shared machine drift, so the model-only, search-only and HTTP
+figures are taken in rounds (--repeats, default 3), each ratio within its round,
+and the medians over rounds are reported.
+
+    python benchmarks/bench_serve.py [--data DIR] [--models DIR] [--repeats N]
 """
 
 import argparse
@@ -58,6 +62,12 @@ def parse_args(argv=None):
         "--configs",
         default="1x2,2x1",
         help="gunicorn set-ups to time, WORKERSxORT_THREADS, comma separated",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rounds of model-only, search-only and HTTP timings; medians reported",
     )
     parser.add_argument("--memory-workers", default="1,2,4")
     parser.add_argument("--skip-memory", action="store_true")
@@ -167,6 +177,8 @@ def model_only(model: Path, queries: list[bytes], threads: int) -> dict:
 
 
 def search_only(link: Path, dim: int, repeats: int = 60) -> dict:
+    """Search as served (query expansion included, through the 16-bit first
+    pass), without and with a filter, and the plain float32 scan of one query."""
     import faiss
 
     from app.catalogue import load_catalogue
@@ -176,16 +188,25 @@ def search_only(link: Path, dim: int, repeats: int = 60) -> dict:
     rng = np.random.default_rng(1)
     queries = rng.standard_normal((repeats, dim), dtype=np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    everything = catalogue.allowed_rows({})
     timings = {}
     for name, filters in (("unfiltered", {}), ("filtered", {"articleType": "Watches"})):
-        rows = catalogue.allowed_rows(filters)
-        catalogue.search(queries[:1], 5, rows)
+        catalogue.find(queries[:1], 5, catalogue.allowed_rows(filters), everything)
         ms = []
         for q in queries:
             t0 = time.perf_counter()
-            catalogue.search(q[None], 5, catalogue.allowed_rows(filters))
+            catalogue.find(q[None], 5, catalogue.allowed_rows(filters), everything)
             ms.append((time.perf_counter() - t0) * 1000)
         timings[f"{name}_ms_p50"] = round(statistics.median(ms), 2)
+    # One float32 IndexFlatL2 scan: a search cost this much per query before the
+    # 16-bit first pass, and an expanded search twice as much.
+    flat = catalogue.stored.index
+    ms = []
+    for q in queries:
+        t0 = time.perf_counter()
+        flat.search(q[None], 5)
+        ms.append((time.perf_counter() - t0) * 1000)
+    timings["float32_scan_ms_p50"] = round(statistics.median(ms), 2)
     return timings
 
 
@@ -291,6 +312,66 @@ def tree_memory(master: int) -> dict:
     }
 
 
+def one_round(args, link, models, model, queries, dim, cores) -> dict:
+    """Model alone, search alone, then each gunicorn set-up over HTTP, one after
+    the other, so that every ratio compares figures taken minutes apart."""
+    figures = {
+        "model_only": model_only(model, queries, cores),
+        "model_only_1_thread": model_only(model, queries, 1),
+        "search_only": search_only(link, dim),
+        "http": {},
+    }
+    best = max(
+        figures["model_only"]["images_per_s"],
+        figures["model_only_1_thread"]["images_per_s"],
+    )
+    for config in args.configs.split(","):
+        workers, ort_threads = map(int, config.split("x"))
+        process, url = start(link, models, workers, ort_threads)
+        try:
+            run_load(url, queries, 3 * workers * 4, workers * 4)  # warm-up
+            c1 = run_load(url, queries, args.c1_requests, 1)
+            c8 = run_load(url, queries, args.c8_requests, 8)
+        finally:
+            stop(process)
+        c8["vs_model_only_images_per_s"] = round(c8["requests_per_s"] / best, 2)
+        figures["http"][config] = {"c1": c1, "c8": c8}
+    return figures
+
+
+def medians(rounds: list[dict]) -> dict:
+    """Per figure, the median over rounds (each ratio is taken within its round)."""
+
+    def median_of(path):
+        values = []
+        for figures in rounds:
+            for key in path:
+                figures = figures[key]
+            values.append(figures)
+        return round(statistics.median(values), 2)
+
+    out = {
+        "model_only_images_per_s": median_of(("model_only", "images_per_s")),
+        "model_only_1_thread_images_per_s": median_of(
+            ("model_only_1_thread", "images_per_s")
+        ),
+        "search_only_unfiltered_ms": median_of(("search_only", "unfiltered_ms_p50")),
+        "search_only_filtered_ms": median_of(("search_only", "filtered_ms_p50")),
+        "float32_scan_ms": median_of(("search_only", "float32_scan_ms_p50")),
+    }
+    for config in rounds[0]["http"]:
+        for level, figure in (
+            ("c1", "p50"),
+            ("c1", "p95"),
+            ("c1", "p99"),
+            ("c8", "requests_per_s"),
+            ("c8", "vs_model_only_images_per_s"),
+        ):
+            key = f"http {config} {level} {figure}"
+            out[key] = median_of(("http", config, level, figure))
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     models = args.models.resolve()
@@ -318,6 +399,7 @@ def main(argv=None) -> int:
             "model_dim": card.embedding_dim,
             "query_expansion": not args.no_expand,
             "vectors_mb": round(args.items * dim * 4 / 2**20),
+            "sixteen_bit_copy_mb": round(args.items * dim * 2 / 2**20),
             "build_s": round(time.perf_counter() - t0, 1),
         }
         print(
@@ -326,34 +408,13 @@ def main(argv=None) -> int:
             flush=True,
         )
 
-        report["model_only"] = model_only(model, queries, cores)
-        report["model_only_1_thread"] = model_only(model, queries, 1)
-        report["search_only"] = search_only(link, dim)
-        print("model only:", report["model_only"], flush=True)
-        print("model only, 1 thread:", report["model_only_1_thread"], flush=True)
-        print("search only (1 thread):", report["search_only"], flush=True)
-
-        report["http"] = {}
-        for config in args.configs.split(","):
-            workers, ort_threads = map(int, config.split("x"))
-            process, url = start(link, models, workers, ort_threads)
-            try:
-                run_load(url, queries, 3 * workers * 4, workers * 4)  # warm-up
-                c1 = run_load(url, queries, args.c1_requests, 1)
-                c8 = run_load(url, queries, args.c8_requests, 8)
-            finally:
-                stop(process)
-            best = max(
-                report["model_only"]["images_per_s"],
-                report["model_only_1_thread"]["images_per_s"],
-            )
-            c8["vs_model_only_images_per_s"] = round(c8["requests_per_s"] / best, 2)
-            report["http"][config] = {"c1": c1, "c8": c8}
-            print(
-                f"HTTP {workers} workers x {ort_threads} ORT threads: "
-                f"c=1 {c1}  c=8 {c8}",
-                flush=True,
-            )
+        rounds = []
+        for number in range(1, args.repeats + 1):
+            rounds.append(one_round(args, link, models, model, queries, dim, cores))
+            print(f"round {number}/{args.repeats}: {rounds[-1]}", flush=True)
+        report["rounds"] = rounds
+        report["median"] = medians(rounds)
+        print("median over rounds:", json.dumps(report["median"]), flush=True)
 
         if not args.skip_memory:
             report["memory"] = {}

@@ -20,7 +20,7 @@ crowded within a few 1e-4 of each other), that query runs through the float32
 fallback count says how often the first pass was not enough.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -66,6 +66,80 @@ def build(vectors: np.ndarray) -> Prescan:
 
 
 @dataclass
+class Neighbourhood:
+    """The rows a 16-bit pass found nearest a query, and ``floor``: every other
+    row the pass looked at lies at least that far (L2, not squared) from the
+    query. Exact distances come from the float32 vectors of those rows, read
+    once (in float64) however many points are measured against them."""
+
+    query: np.ndarray  # float64
+    rows: np.ndarray
+    floor: float  # inf when the pass returned every row it looked at
+    _block: np.ndarray | None = field(default=None, repr=False)
+    _norms: np.ndarray | None = field(default=None, repr=False)
+
+    def nearest(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        point: np.ndarray | None = None,
+        selected: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The k rows nearest ``point`` (default: the query) among those the
+        boolean mask ``selected`` keeps (default: all), as (squared distances,
+        rows), when this neighbourhood proves them; None when a row outside it
+        might be nearer. A row outside lies at least ``floor - ||point - query||``
+        from ``point`` (triangle inequality), so the answer stands when the k-th
+        distance found is within that."""
+        if point is None:
+            point, shift = self.query, 0.0
+        else:
+            point = np.asarray(point, dtype=np.float64)
+            shift = float(np.linalg.norm(point - self.query)) * (1 + 1e-12)
+        if self._block is None:
+            self._block = vectors[self.rows].astype(np.float64)
+            self._norms = np.einsum("ij,ij->i", self._block, self._block)
+        squared = self._norms - 2.0 * (self._block @ point) + point @ point
+        np.maximum(squared, 0.0, out=squared)
+        rows = self.rows
+        if selected is not None:
+            keep = selected[rows]
+            rows, squared = rows[keep], squared[keep]
+        order = np.argsort(squared, kind="stable")[:k]
+        if np.isinf(self.floor):
+            pass  # every row was looked at: fewer than k means fewer exist
+        elif len(order) < k or np.sqrt(squared[order[-1]]) > self.floor - shift:
+            return None
+        return squared[order], rows[order]
+
+
+def neighbourhoods(
+    prescan: Prescan,
+    queries: np.ndarray,
+    depth: int,
+    params: faiss.SearchParameters | None = None,
+) -> list[Neighbourhood]:
+    """One 16-bit pass: each query's ``depth`` nearest rows by the copy among the
+    rows ``params`` selects, and how far every other selected row is at least.
+    A row ``x`` whose copy is ``x'`` lies at least ``||q - x'|| - max_error``
+    from ``q``; the pass's own float32 rounding is allowed for as well."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    depth = min(depth, prescan.index.ntotal)
+    first_d, first_l = prescan.index.search(queries, depth, params=params)
+    slack = 1.0 + (prescan.index.d + 3) * _UNIT
+    hoods = []
+    for query, found_d, found_l in zip(queries, first_d, first_l, strict=True):
+        rows = found_l[found_l >= 0]
+        if len(rows) < depth:  # the pass returned every selected row
+            floor = np.inf
+        else:
+            left_out = np.sqrt(max(float(found_d[-1]), 0.0) / slack)
+            floor = left_out - prescan.max_error
+        hoods.append(Neighbourhood(query.astype(np.float64), rows, floor))
+    return hoods
+
+
+@dataclass
 class Result:
     distances: np.ndarray  # (queries, k) float32 squared L2, as IndexFlatL2 gives
     labels: np.ndarray  # (queries, k) int64 rows, -1 where fewer than k exist
@@ -85,27 +159,18 @@ def search(
     up to the order of rows at equal distance. ``vectors`` are ``flat``'s
     float32 vectors."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    depth = min(k + DEPTH_MARGIN, flat.ntotal)
-    first_d, first_l = prescan.index.search(queries, depth, params=params)
+    hoods = neighbourhoods(prescan, queries, k + DEPTH_MARGIN, params)
     distances = np.full((len(queries), k), np.inf, dtype=np.float32)
     labels = np.full((len(queries), k), -1, dtype=np.int64)
-    slack = 1.0 + (flat.d + 3) * _UNIT
     unproven = []
-    for i, query in enumerate(queries):
-        found = first_l[i] >= 0
-        rows = first_l[i][found]
-        diff = vectors[rows].astype(np.float64) - query.astype(np.float64)
-        exact = np.einsum("ij,ij->i", diff, diff)
-        order = np.argsort(exact, kind="stable")[:k]
-        complete = len(rows) < depth  # the first pass returned every selected row
-        if not complete:
-            left_out = np.sqrt(max(float(first_d[i][-1]), 0.0) / slack)
-            bound = left_out - prescan.max_error
-            if len(order) < k or np.sqrt(exact[order[-1]]) > bound:
-                unproven.append(i)
-                continue
-        distances[i, : len(order)] = exact[order]
-        labels[i, : len(order)] = rows[order]
+    for i, hood in enumerate(hoods):
+        found = hood.nearest(vectors, k)
+        if found is None:
+            unproven.append(i)
+            continue
+        squared, rows = found
+        distances[i, : len(rows)] = squared
+        labels[i, : len(rows)] = rows
     if unproven:
         d, l_ = flat.search(queries[unproven], k, params=params)
         distances[unproven] = d

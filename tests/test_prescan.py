@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from app.catalogue import load_catalogue
+from embedding.augment import expand_query
 from index_builder import prescan, store
 
 
@@ -231,3 +232,115 @@ def test_a_copy_of_another_size_refuses_the_build(tmp_path):
         store.IndexReadError, match="299 x 16 vectors, the index 300 x 16"
     ):
         store.read_index(link)
+
+
+def brute_nearest(vectors, point, rows, k):
+    rows = np.asarray(rows)
+    squared = ((vectors[rows].astype(np.float64) - point) ** 2).sum(axis=1)
+    order = np.argsort(squared, kind="stable")[:k]
+    return squared[order], rows[order]
+
+
+def test_a_neighbourhood_answers_for_nearby_points_or_says_it_cannot():
+    """Points up to 0.6 from the query: the neighbourhood's answer is the exact
+    one whenever it gives one, and it gives one for the points close enough."""
+    vectors = clustered(3000, 32, seed=13)
+    rng = np.random.default_rng(14)
+    queries = unit(
+        vectors[rng.integers(0, 3000, 150)] + 0.1 * rng.standard_normal((150, 32))
+    )
+    hoods = prescan.neighbourhoods(prescan.build(vectors), queries, 200)
+    selected = rng.random(3000) < 0.5
+    answered = {}
+
+    for hood, query in zip(hoods, queries, strict=True):
+        assert np.isfinite(hood.floor) and len(hood.rows) == 200
+        for step in (0.0, 0.02, 0.1, 0.3, 0.6):
+            point = query + step * unit(rng.standard_normal((1, 32)))[0]
+            found = hood.nearest(vectors, 5, point, selected)
+            if found is None:
+                continue
+            answered[step] = answered.get(step, 0) + 1
+            squared, rows = found
+            exact_sq, exact_rows = brute_nearest(
+                vectors, point, np.flatnonzero(selected), 5
+            )
+            np.testing.assert_array_equal(rows, exact_rows)
+            np.testing.assert_allclose(squared, exact_sq, rtol=1e-12)
+
+    assert answered[0.0] == 150 and answered[0.02] >= 140
+    assert answered.get(0.6, 0) < 150  # far points are left to a search of their own
+
+
+def expanded_catalogue(tmp_path, vectors, crowd=None):
+    link = tmp_path / "indexes" / "shop"
+    folder = store.build_dir_for(link)
+    count = len(vectors)
+    items = {
+        "id": [str(i) for i in range(count)],
+        "path": [""] * count,
+        "articleType": ["Shoes" if i % 3 else "Bags" for i in range(count)],
+    }
+    manifest = {"query_expansion": {"answers": 2, "alpha": 3.0}}
+    store.write_build(folder, vectors, items, manifest)
+    store.publish(folder, link)
+    return load_catalogue(store.read_index(link, mmap=True))
+
+
+def expanded_by_hand(vectors, query, expand_rows, rows, k):
+    squared, answers = brute_nearest(vectors, query.astype(np.float64), expand_rows, 2)
+    expanded = expand_query(query, vectors[answers], 1.0 - squared / 2.0, 3.0)
+    return brute_nearest(vectors, expanded.astype(np.float64), rows, k)
+
+
+@pytest.mark.parametrize("filters", [{}, {"articleType": "Bags"}])
+def test_an_expanded_search_answers_as_two_exact_searches(
+    tmp_path, filters, monkeypatch
+):
+    vectors = clustered(5000, 32, seed=15)
+    catalogue = expanded_catalogue(tmp_path, vectors)
+    rng = np.random.default_rng(16)
+    queries = unit(
+        vectors[rng.integers(0, 5000, 60)] + 0.2 * rng.standard_normal((60, 32))
+    )
+    rows, everything = catalogue.allowed_rows(filters), catalogue.allowed_rows({})
+    full_searches = []
+    search = catalogue.search
+    monkeypatch.setattr(
+        catalogue, "search", lambda q, k, r: full_searches.append(k) or search(q, k, r)
+    )
+
+    hits = catalogue.find(queries, 7, rows, everything)
+
+    for query, found in zip(queries, hits, strict=True):
+        squared, exact_rows = expanded_by_hand(vectors, query, everything, rows, 7)
+        assert [h.row for h in found] == list(exact_rows)
+        np.testing.assert_allclose([h.distance for h in found], squared, atol=2e-6)
+    # one 16-bit pass settled nearly all of the 120 searches
+    assert len(full_searches) <= 6
+
+
+def test_an_expanded_search_through_a_crowd_is_still_exact(tmp_path, monkeypatch):
+    """A thousand rows within 1e-5 of each other around the queries, more than
+    the first pass keeps: it cannot order them, so the searches run on their own."""
+    rng = np.random.default_rng(17)
+    spread = clustered(3000, 32, seed=18)
+    crowd = unit(spread[0] + 1e-5 * rng.standard_normal((1000, 32)))
+    vectors = np.concatenate([spread, crowd])
+    catalogue = expanded_catalogue(tmp_path, vectors)
+    queries = unit(spread[0] + 0.01 * rng.standard_normal((10, 32)))
+    rows = catalogue.allowed_rows({})
+    full_searches = []
+    search = catalogue.search
+    monkeypatch.setattr(
+        catalogue, "search", lambda q, k, r: full_searches.append(k) or search(q, k, r)
+    )
+
+    hits = catalogue.find(queries, 5, rows, rows)
+
+    for query, found in zip(queries, hits, strict=True):
+        squared, exact_rows = expanded_by_hand(vectors, query, rows, rows, 5)
+        np.testing.assert_allclose([h.distance for h in found], squared, atol=2e-6)
+        assert all(row >= 3000 for row in exact_rows)
+        assert all(h.row >= 3000 for h in found)
+    assert full_searches == [2, 5] * 10
