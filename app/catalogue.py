@@ -17,6 +17,7 @@ from .errors import AppError
 
 FILTERS = ("gender", "masterCategory", "articleType", "baseColour")
 MAX_K = 50
+FILTER_CACHE = 64  # filter combinations whose rows are kept
 # How many rows beyond k the first pass of an expanded search keeps: enough for
 # the expanded query's nearest to lie among them in nearly every search.
 EXPANSION_DEPTH = 256
@@ -37,8 +38,8 @@ class Catalogue:
     choices: dict[str, list[str]]  # filter -> values present in the index
     demo: bool
     loaded_at: float = field(default_factory=time.time)
-    _unfiltered: np.ndarray | None = None
-    _unfiltered_mask: np.ndarray | None = None
+    _rows_by_filters: dict = field(default_factory=dict)
+    _masks: dict = field(default_factory=dict)
 
     @property
     def manifest(self) -> dict:
@@ -92,9 +93,12 @@ class Catalogue:
         return chosen
 
     def allowed_rows(self, filters: dict, exclude_group: int | None = None):
-        """Rows that pass the filters, one per group of identical images."""
-        if not filters and exclude_group is None and self._unfiltered is not None:
-            return self._unfiltered
+        """Rows that pass the filters, one per group of identical images. Kept
+        for the last filter combinations asked (not for "similar" searches,
+        which each leave out their own item)."""
+        key = tuple(sorted(filters.items()))
+        if exclude_group is None and key in self._rows_by_filters:
+            return self._rows_by_filters[key]
         mask = np.ones(len(self), dtype=bool)
         for name, value in filters.items():
             mask &= self.columns[name] == value
@@ -103,8 +107,11 @@ class Catalogue:
         rows = np.flatnonzero(mask)
         _, first = np.unique(self.group[rows], return_index=True)
         rows = np.sort(rows[first])
-        if not filters and exclude_group is None:
-            self._unfiltered = rows
+        rows.flags.writeable = False  # shared between requests
+        if exclude_group is None:
+            if len(self._rows_by_filters) >= FILTER_CACHE:
+                self._rows_by_filters.clear()
+            self._rows_by_filters[key] = rows
         return rows
 
     def query_vectors(self, embeddings: np.ndarray) -> np.ndarray:
@@ -166,13 +173,16 @@ class Catalogue:
         return out
 
     def _mask(self, rows: np.ndarray) -> np.ndarray:
-        """``rows`` as a boolean mask over the index (kept for the unfiltered rows)."""
-        if rows is self._unfiltered and self._unfiltered_mask is not None:
-            return self._unfiltered_mask
+        """``rows`` as a boolean mask over the index, kept for the cached rows."""
+        mask = self._masks.get(id(rows))
+        if mask is not None and mask[1] is rows:
+            return mask[0]
         mask = np.zeros(len(self), dtype=bool)
         mask[rows] = True
-        if rows is self._unfiltered:
-            self._unfiltered_mask = mask
+        if any(rows is cached for cached in self._rows_by_filters.values()):
+            if len(self._masks) >= FILTER_CACHE:
+                self._masks.clear()
+            self._masks[id(rows)] = (mask, rows)
         return mask
 
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray) -> list[list[Hit]]:

@@ -344,3 +344,19 @@ def test_an_expanded_search_through_a_crowd_is_still_exact(tmp_path, monkeypatch
         assert all(row >= 3000 for row in exact_rows)
         assert all(h.row >= 3000 for h in found)
     assert full_searches == [2, 5] * 10
+
+
+def test_rows_for_a_filter_are_kept_and_read_only(tmp_path):
+    catalogue = expanded_catalogue(tmp_path, clustered(600, 16, seed=19))
+    bags = catalogue.allowed_rows({"articleType": "Bags"})
+
+    assert catalogue.allowed_rows({"articleType": "Bags"}) is bags
+    assert list(bags) == list(range(0, 600, 3))
+    assert len(catalogue.allowed_rows({"articleType": "Shoes"})) == 400
+    assert len(catalogue.allowed_rows({})) == 600
+    with pytest.raises(ValueError):
+        bags[0] = 1
+    # "similar" searches leave out their own item's group: never kept
+    without = catalogue.allowed_rows({"articleType": "Bags"}, exclude_group=0)
+    assert list(without) == list(range(3, 600, 3))
+    assert catalogue.allowed_rows({"articleType": "Bags"}) is bags
