@@ -128,8 +128,11 @@ def write_build(
     index = faiss.IndexFlatL2(vectors.shape[1])
     index.add(vectors)
     faiss.write_index(index, str(folder / INDEX_FILE))
+    del index  # its own copy of the vectors: free before the 16-bit one is made
     first_pass = prescan.build(vectors)
     faiss.write_index(first_pass.index, str(folder / prescan.FILE))
+    max_error = first_pass.max_error
+    del first_pass
     if raw is not None:
         if raw.shape[0] != count:
             raise ValueError(f"{raw.shape[0]} raw vectors for {count} items")
@@ -139,7 +142,7 @@ def write_build(
         **manifest,
         "format_version": FORMAT_VERSION,
         "item_count": count,
-        "prescan": {"file": prescan.FILE, "max_error": first_pass.max_error},
+        "prescan": {"file": prescan.FILE, "max_error": max_error},
     }
     manifest.setdefault("embedding_dim", int(vectors.shape[1]))
     _write_json(folder / MANIFEST_FILE, manifest)  # written last: marks it complete
