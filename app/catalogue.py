@@ -111,6 +111,8 @@ class Catalogue:
         if exclude_group is None:
             if len(self._rows_by_filters) >= FILTER_CACHE:
                 self._rows_by_filters.clear()
+                self._masks.clear()
+            self._masks[id(rows)] = (self._mask_of(rows), rows)
             self._rows_by_filters[key] = rows
         return rows
 
@@ -173,16 +175,17 @@ class Catalogue:
         return out
 
     def _mask(self, rows: np.ndarray) -> np.ndarray:
-        """``rows`` as a boolean mask over the index, kept for the cached rows."""
-        mask = self._masks.get(id(rows))
-        if mask is not None and mask[1] is rows:
-            return mask[0]
+        """``rows`` as a boolean mask over the index; the masks of the cached
+        filter combinations are made once, when their rows are."""
+        cached = self._masks.get(id(rows))
+        if cached is not None and cached[1] is rows:
+            return cached[0]
+        return self._mask_of(rows)
+
+    def _mask_of(self, rows: np.ndarray) -> np.ndarray:
         mask = np.zeros(len(self), dtype=bool)
         mask[rows] = True
-        if any(rows is cached for cached in self._rows_by_filters.values()):
-            if len(self._masks) >= FILTER_CACHE:
-                self._masks.clear()
-            self._masks[id(rows)] = (mask, rows)
+        mask.flags.writeable = False
         return mask
 
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray) -> list[list[Hit]]:

@@ -4,6 +4,7 @@ import faiss
 import numpy as np
 import pytest
 
+from app import catalogue as app_catalogue
 from app.catalogue import load_catalogue
 from embedding.augment import expand_query
 from index_builder import prescan, store
@@ -360,3 +361,26 @@ def test_rows_for_a_filter_are_kept_and_read_only(tmp_path):
     without = catalogue.allowed_rows({"articleType": "Bags"}, exclude_group=0)
     assert list(without) == list(range(3, 600, 3))
     assert catalogue.allowed_rows({"articleType": "Bags"}) is bags
+
+
+def test_masks_match_their_rows_and_go_with_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(app_catalogue, "FILTER_CACHE", 2)
+    catalogue = expanded_catalogue(tmp_path, clustered(600, 16, seed=23))
+    bags = catalogue.allowed_rows({"articleType": "Bags"})
+    mask = catalogue._mask(bags)
+
+    assert catalogue._mask(bags) is mask  # made once, with the rows
+    assert np.array_equal(np.flatnonzero(mask), bags)
+    with pytest.raises(ValueError):
+        mask[1] = True
+    # rows not from the cache get a fresh mask each time
+    own = np.array([5, 7, 9])
+    assert np.flatnonzero(catalogue._mask(own)).tolist() == [5, 7, 9]
+    assert catalogue._mask(own) is not catalogue._mask(own)
+    # a full cache starts over: rows and masks leave together
+    catalogue.allowed_rows({"articleType": "Shoes"})
+    catalogue.allowed_rows({})
+    assert len(catalogue._rows_by_filters) == 1
+    assert len(catalogue._masks) == 1
+    assert catalogue._mask(bags) is not mask
+    assert np.array_equal(np.flatnonzero(catalogue._mask(bags)), bags)
