@@ -32,7 +32,12 @@ APP_SETTINGS = (
     ),
     Setting("FVS_RELOAD_SECONDS", "2", "how often a worker checks for a new index"),
     Setting(
-        "FVS_ORT_THREADS", "", "onnxruntime threads per worker (default: cores/workers)"
+        "FVS_ORT_THREADS", "", "onnxruntime threads per worker (default: all cores)"
+    ),
+    Setting(
+        "FVS_ORT_SPINNING",
+        "0",
+        "1: onnxruntime's idle threads busy-wait for work; 0: they sleep",
     ),
     Setting("FVS_FAISS_THREADS", "1", "FAISS OpenMP threads per worker"),
     Setting("FVS_LOG_LEVEL", "INFO", "log level"),
@@ -60,6 +65,11 @@ def env(name: str, environ=None) -> str:
     return environ.get(name, default)
 
 
+def flag(value: str) -> bool:
+    """An on/off setting: off is 0, false, no, off or empty."""
+    return value.strip().lower() not in ("0", "", "false", "no", "off")
+
+
 @dataclass(frozen=True)
 class Config:
     index: Path
@@ -70,6 +80,7 @@ class Config:
     index_mmap: bool
     reload_seconds: float
     ort_threads: int | None
+    ort_spinning: bool
     faiss_threads: int
     log_level: str
 
@@ -85,9 +96,10 @@ class Config:
                 "max_upload_bytes": int(float(get("FVS_MAX_UPLOAD_MB")) * 1024 * 1024),
                 "max_pixels": int(get("FVS_MAX_PIXELS")),
                 "max_images": int(get("FVS_MAX_IMAGES")),
-                "index_mmap": get("FVS_INDEX_MMAP").strip() not in ("0", "", "false"),
+                "index_mmap": flag(get("FVS_INDEX_MMAP")),
                 "reload_seconds": float(get("FVS_RELOAD_SECONDS")),
                 "ort_threads": int(get("FVS_ORT_THREADS") or 0) or None,
+                "ort_spinning": flag(get("FVS_ORT_SPINNING")),
                 "faiss_threads": int(get("FVS_FAISS_THREADS")),
                 "log_level": get("FVS_LOG_LEVEL").upper(),
             }

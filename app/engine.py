@@ -132,7 +132,12 @@ class Engine:
             if recipe is None or recipe == self.embedder.recipe:
                 return self.embedder
         path, _ = check_model(manifest, self.config.models_dir)
-        return Embedder(path, recipe=recipe, threads=self.config.ort_threads)
+        return Embedder(
+            path,
+            recipe=recipe,
+            threads=self.config.ort_threads,
+            spinning=self.config.ort_spinning,
+        )
 
     def decode(self, name: str, data: bytes) -> Query:
         try:

@@ -13,7 +13,13 @@ from .preprocess import Recipe, load, prepare
 class Embedder:
     """An ONNX embedding model and the recipe that prepares its input."""
 
-    def __init__(self, model_path: Path, recipe: Recipe | None = None, threads=None):
+    def __init__(
+        self,
+        model_path: Path,
+        recipe: Recipe | None = None,
+        threads=None,
+        spinning: bool = True,
+    ):
         self.model_path = Path(model_path)
         self.card: ModelCard = read_card(self.model_path)
         self.recipe = recipe or default_recipe(self.card)
@@ -21,6 +27,11 @@ class Embedder:
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning threads busy-wait between operators: fastest for one process
+        # alone, but they take cores that other processes are waiting for.
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
         self.session = ort.InferenceSession(
             str(self.model_path), options, providers=["CPUExecutionProvider"]
         )
