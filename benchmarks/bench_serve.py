@@ -60,8 +60,10 @@ def parse_args(argv=None):
     parser.add_argument("--c8-requests", type=int, default=320)
     parser.add_argument(
         "--configs",
-        default="1x2,2x1",
-        help="gunicorn set-ups to time, WORKERSxORT_THREADS, comma separated",
+        default="2x2,2x1,1x2:spin",
+        help="gunicorn set-ups to time, WORKERSxORT_THREADS comma separated (the "
+        "service's default is 2 workers x all cores); a ':spin' suffix lets "
+        "onnxruntime's idle threads busy-wait",
     )
     parser.add_argument(
         "--repeats",
@@ -219,7 +221,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(link: Path, models: Path, workers: int, ort_threads: int, threads=4, **env):
+def start(link: Path, models: Path, workers: int, **env):
+    """gunicorn with ``workers`` workers and the service's defaults, but for the
+    FVS_* settings in ``env``."""
     port = free_port()
     environ = {
         **os.environ,
@@ -227,8 +231,6 @@ def start(link: Path, models: Path, workers: int, ort_threads: int, threads=4, *
         "FVS_MODELS_DIR": str(models),
         "FVS_BIND": f"127.0.0.1:{port}",
         "FVS_WORKERS": str(workers),
-        "FVS_THREADS": str(threads),
-        "FVS_ORT_THREADS": str(ort_threads),
         "FVS_LOG_LEVEL": "WARNING",
         **env,
     }
@@ -326,10 +328,17 @@ def one_round(args, link, models, model, queries, dim, cores) -> dict:
         figures["model_only_1_thread"]["images_per_s"],
     )
     for config in args.configs.split(","):
-        workers, ort_threads = map(int, config.split("x"))
-        process, url = start(link, models, workers, ort_threads)
+        shape, _, spin = config.partition(":")
+        workers, ort_threads = shape.split("x")
+        process, url = start(
+            link,
+            models,
+            int(workers),
+            FVS_ORT_THREADS=ort_threads,
+            FVS_ORT_SPINNING="1" if spin == "spin" else "0",
+        )
         try:
-            run_load(url, queries, 3 * workers * 4, workers * 4)  # warm-up
+            run_load(url, queries, 12 * int(workers), 4 * int(workers))  # warm-up
             c1 = run_load(url, queries, args.c1_requests, 1)
             c8 = run_load(url, queries, args.c8_requests, 8)
         finally:
@@ -420,9 +429,7 @@ def main(argv=None) -> int:
             report["memory"] = {}
             for mmap in ("1", "0"):
                 for workers in map(int, args.memory_workers.split(",")):
-                    process, url = start(
-                        link, models, workers, 1, threads=2, FVS_INDEX_MMAP=mmap
-                    )
+                    process, url = start(link, models, workers, FVS_INDEX_MMAP=mmap)
                     try:
                         run_load(url, queries, 8 * workers, 2 * workers)
                         memory = tree_memory(process.pid)
