@@ -35,8 +35,8 @@ control_socket_disable = True
 # Each worker's onnxruntime may use every core, so that a lone request gets the
 # whole machine. Its idle threads sleep instead of busy-waiting
 # (FVS_ORT_SPINNING=0), so under load the workers' threads share the cores
-# instead of spinning on them: measured, this halves the latency of a lone
-# request against one thread per worker and keeps nearly all of the throughput
+# instead of spinning on them: measured, this cuts a lone request's latency by
+# a third against one thread per worker and keeps nearly all of the throughput
 # (README, "Measured figures (service)"). FAISS searches on one thread per worker.
 cores = os.cpu_count() or 1
 os.environ.setdefault("FVS_ORT_THREADS", str(cores))
